@@ -1,0 +1,85 @@
+#include "bench/bench_util.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace kvtier::bench {
+
+std::string SelfDir() {
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? "." : exe.parent_path().string();
+}
+
+absl::StatusOr<Target> StartTarget(const std::string& socket,
+                                   const std::vector<std::string>& args) {
+  Target t;
+  if (!socket.empty()) {
+    t.socket = socket;
+    return t;
+  }
+  auto d = LocalDaemon::Start(SelfDir() + "/kvtierd", args);
+  if (!d.ok()) return d.status();
+  t.daemon = std::move(*d);
+  t.socket = t.daemon->socket_path();
+  return t;
+}
+
+double Median(std::vector<double> v) { return Percentile(std::move(v), 50); }
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const double rank = p / 100.0 * static_cast<double>(v.size() - 1);
+  const size_t lo = static_cast<size_t>(rank);
+  const size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (v[hi] - v[lo]) * (rank - static_cast<double>(lo));
+}
+
+static std::string Num(double v) { return absl::StrFormat("%.3g", v); }
+
+std::string FormatResult(const Result& r) {
+  std::string line = "RESULT " + r.name;
+  for (const auto& [k, v] : r.params) absl::StrAppend(&line, " ", k, "=", v);
+  absl::StrAppend(&line, " ours=", Num(r.ours), " baseline_", r.baseline_name, "=", Num(r.baseline),
+                  " ratio=", absl::StrFormat("%.2f", r.ratio));
+  return line;
+}
+
+std::string ResultsJson(const std::vector<Result>& results) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const Result& r : results) {
+    nlohmann::json j = {{"name", r.name},
+                        {"ours", r.ours},
+                        {"baseline_name", r.baseline_name},
+                        {"baseline", r.baseline},
+                        {"ratio", r.ratio}};
+    for (const auto& [k, v] : r.params) j["params"][k] = v;
+    out.push_back(j);
+  }
+  return out.dump(2);
+}
+
+void Touch(std::vector<std::byte>& buf) {
+  for (size_t i = 0; i < buf.size(); i += 4096) buf[i] = std::byte{1};
+}
+
+void FillRandom(std::byte* p, size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x = rng();
+    std::memcpy(p + i, &x, 8);
+  }
+  for (; i < n; ++i) p[i] = static_cast<std::byte>(rng());
+}
+
+}  // namespace kvtier::bench

@@ -1,0 +1,53 @@
+// Shared pieces of the benchmarks: finding and starting the daemon, clocks, medians, and the
+// RESULT line format ("RESULT <name> <key=value>... ours=<v> baseline_<what>=<v> ratio=<r>").
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/local_daemon.h"
+#include "kvtier/client.h"
+
+namespace kvtier::bench {
+
+// Directory of the running kvtier-bench (build/bin), where kvtierd lives too.
+std::string SelfDir();
+
+// A daemon to measure: the one at `socket` when given, else a fresh kvtierd from SelfDir() with
+// `args`. `daemon` stays null in the first case.
+struct Target {
+  std::unique_ptr<LocalDaemon> daemon;
+  std::string socket;
+};
+absl::StatusOr<Target> StartTarget(const std::string& socket, const std::vector<std::string>& args);
+
+inline double Seconds(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+inline std::chrono::steady_clock::time_point Now() { return std::chrono::steady_clock::now(); }
+
+double Median(std::vector<double> v);
+double Percentile(std::vector<double> v, double p);  // p in [0, 100]
+
+// One headline figure; printed as a RESULT line, or collected for --json.
+struct Result {
+  std::string name;
+  std::vector<std::pair<std::string, std::string>> params;
+  double ours = 0;
+  std::string baseline_name;
+  double baseline = 0;
+  double ratio = 0;
+};
+std::string FormatResult(const Result& r);
+std::string ResultsJson(const std::vector<Result>& results);
+
+// Pre-touches memory so page faults are not timed.
+void Touch(std::vector<std::byte>& buf);
+// Fills with pseudo-random bytes (cheap, not cryptographic).
+void FillRandom(std::byte* p, size_t n, uint64_t seed);
+
+}  // namespace kvtier::bench

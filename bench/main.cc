@@ -1,0 +1,61 @@
+// kvtier-bench: the benchmark driver. One subcommand per capability; each prints its details,
+// then RESULT lines comparing our figure with a physical baseline measured in the same run.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "bench/dram_bench.h"
+#include "common/size.h"
+
+using kvtier::bench::Result;
+
+namespace {
+
+// CLI11 validator-like conversion of "1MiB" style sizes.
+bool ParseSizeFlag(const std::string& text, const char* flag, uint64_t* out) {
+  auto v = kvtier::ParseSize(text, flag);
+  if (!v.ok()) {
+    std::fprintf(stderr, "kvtier-bench: %s\n", std::string(v.status().message()).c_str());
+    return false;
+  }
+  *out = *v;
+  return true;
+}
+
+int Report(const absl::StatusOr<std::vector<Result>>& results, bool json) {
+  if (!results.ok()) {
+    std::fprintf(stderr, "kvtier-bench: %s\n", results.status().ToString().c_str());
+    return 1;
+  }
+  if (json) {
+    std::printf("%s\n", kvtier::bench::ResultsJson(*results).c_str());
+  } else {
+    for (const Result& r : *results) std::printf("%s\n", kvtier::bench::FormatResult(r).c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"kvtier-bench: kvtier benchmarks against physical baselines"};
+  app.require_subcommand(1);
+  bool json = false;
+  app.add_flag("--json", json, "Print the RESULT figures as JSON");
+
+  kvtier::bench::DramBenchOptions dram;
+  std::string dram_block = "1MiB";
+  CLI::App* dram_cmd = app.add_subcommand("dram", "DRAM tier save/load vs memcpy");
+  dram_cmd->add_option("--block-size", dram_block, "Block size")->capture_default_str();
+  dram_cmd->add_option("--blocks", dram.blocks, "Blocks per round")->capture_default_str();
+  dram_cmd->add_option("--batch", dram.batch, "Keys per call")->capture_default_str();
+  dram_cmd->add_option("--rounds", dram.rounds, "Interleaved rounds")->capture_default_str();
+  dram_cmd->add_option("--lookups", dram.lookups, "Lookup calls timed")->capture_default_str();
+  dram_cmd->add_option("--socket", dram.socket, "Use this daemon instead of starting one");
+
+  CLI11_PARSE(app, argc, argv);
+  if (dram_cmd->parsed()) {
+    if (!ParseSizeFlag(dram_block, "--block-size", &dram.block_bytes)) return 2;
+    return Report(kvtier::bench::RunDramBench(dram), json);
+  }
+  return 2;
+}

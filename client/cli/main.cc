@@ -1,0 +1,119 @@
+// kvtier: the operator's view of the local kvtierd.
+//
+//   kvtier [--socket PATH] [--timeout-ms N] <status|tiers|namespaces|blocks|drop> [--json]
+//
+// Exit status: 0 ok; 1 bad arguments or an error the daemon answered; 2 no daemon reachable
+// (UNAVAILABLE or DEADLINE_EXCEEDED). Errors are one line on stderr: "kvtier: <message>".
+#include <CLI/CLI.hpp>
+#include <exception>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+#include "kvtier/client.h"
+
+namespace {
+
+using kvtier::Status;
+
+constexpr int kExitError = 1;
+constexpr int kExitUnreachable = 2;
+
+int Fail(const Status& status) {
+  std::cerr << "kvtier: " << (status.message().empty() ? status.ToString() : status.message())
+            << '\n';
+  const bool unreachable = status.code() == Status::Code::kUnavailable ||
+                           status.code() == Status::Code::kDeadlineExceeded;
+  return unreachable ? kExitUnreachable : kExitError;
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{"kvtier: inspect and manage the local kvtierd"};
+  app.set_version_flag("--version", KVTIER_VERSION);
+  app.require_subcommand(1);
+  app.fallthrough();  // global flags may come after the command too
+
+  std::string socket_path;
+  int timeout_ms = 5000;
+  bool json = false;
+  app.add_option("--socket", socket_path,
+                 "daemon socket (default: $KVTIER_SOCKET, else ./var/kvtier.sock)");
+  app.add_option("--timeout-ms", timeout_ms, "deadline of each call")->check(CLI::PositiveNumber);
+  app.add_flag("--json", json, "print JSON instead of tables");
+
+  CLI::App* status = app.add_subcommand("status", "daemon, tiers, namespaces, leases, hit rate");
+  CLI::App* tiers = app.add_subcommand("tiers", "capacity, usage and counters of each tier");
+  CLI::App* namespaces = app.add_subcommand("namespaces", "registered namespaces");
+
+  CLI::App* blocks = app.add_subcommand("blocks", "cached blocks");
+  std::string blocks_ns;
+  uint32_t limit = 0;
+  blocks->add_option("--ns", blocks_ns, "only this namespace (16 hex digits)");
+  blocks->add_option("--limit", limit, "at most this many blocks (default: the daemon's, 1000)");
+
+  CLI::App* drop = app.add_subcommand("drop", "drop blocks of a namespace");
+  std::string drop_ns;
+  bool drop_all = false;
+  std::vector<std::string> drop_keys;
+  drop->add_option("--ns", drop_ns, "namespace (16 hex digits)")->required();
+  drop->add_flag("--all", drop_all, "every block of the namespace");
+  drop->add_option("keys", drop_keys, "block keys (32 hex digits each)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::cerr << "kvtier: " << e.what() << " (see kvtier --help)\n";
+    return kExitError;
+  }
+
+  // Arguments first: a typo is reported without waiting on a daemon.
+  kvtier::cli::BlocksArgs blocks_args;
+  kvtier::cli::DropArgs drop_args;
+  if (blocks->parsed()) {
+    if (Status s = kvtier::cli::ParseBlocksArgs(blocks_ns, limit, &blocks_args); !s.ok()) {
+      return Fail(s);
+    }
+  }
+  if (drop->parsed()) {
+    if (Status s = kvtier::cli::ParseDropArgs(drop_ns, drop_all, drop_keys, &drop_args); !s.ok()) {
+      return Fail(s);
+    }
+  }
+
+  kvtier::ClientOptions options;
+  options.socket_path = socket_path;
+  options.timeout_ms = timeout_ms;
+  options.map_arena = false;  // control calls only
+  std::unique_ptr<kvtier::Client> client;
+  if (Status s = kvtier::Client::Connect(options, &client); !s.ok()) return Fail(s);
+
+  Status result;
+  if (status->parsed()) {
+    result = kvtier::cli::RunStatus(*client, json, std::cout);
+  } else if (tiers->parsed()) {
+    result = kvtier::cli::RunTiers(*client, json, std::cout);
+  } else if (namespaces->parsed()) {
+    result = kvtier::cli::RunNamespaces(*client, json, std::cout);
+  } else if (blocks->parsed()) {
+    result = kvtier::cli::RunBlocks(*client, blocks_args, json, std::cout);
+  } else if (drop->parsed()) {
+    result = kvtier::cli::RunDrop(*client, drop_args, json, std::cout);
+  }
+  if (!result.ok()) return Fail(result);
+  std::cout.flush();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "kvtier: internal error: " << e.what() << '\n';
+    return kExitError;
+  }
+}

@@ -1,0 +1,184 @@
+#include "client/src/connection.h"
+
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <system_error>
+
+#include "client/src/wire.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/support/channel_arguments.h"
+
+namespace kvtier::client_internal {
+namespace {
+
+std::string Absolute(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::path abs = std::filesystem::absolute(path, ec);
+  if (ec) return path;
+  return abs.lexically_normal().string();
+}
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
+  grpc::ChannelArguments args;
+  // ListBlocks may answer up to 100k entries: lift the 4 MiB receive cap.
+  args.SetMaxReceiveMessageSize(-1);
+  // A local daemon that restarts should be reachable again within a second, not after gRPC's
+  // default backoff of up to two minutes.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  // Our own channel and connection: leases and the arena check follow this connection's state.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+}
+
+}  // namespace
+
+Connection::Connection(const ClientOptions& options, std::string socket_path)
+    : options_(options), socket_path_(std::move(socket_path)) {}
+
+Status Connection::Open(const ClientOptions& options, std::shared_ptr<Connection>* out) {
+  if (options.timeout_ms <= 0) {
+    return Status(Status::Code::kInvalidArgument,
+                  "timeout_ms must be positive, got " + std::to_string(options.timeout_ms));
+  }
+  std::shared_ptr<Connection> conn(new Connection(options, ResolveSocketPath(options.socket_path)));
+  const std::string abs = Absolute(conn->socket_path_);
+  if (abs.size() >= sizeof(sockaddr_un::sun_path)) {
+    return Status(Status::Code::kInvalidArgument,
+                  "socket path is too long for a unix socket (" + std::to_string(abs.size()) +
+                      " bytes, at most " + std::to_string(sizeof(sockaddr_un::sun_path) - 1) +
+                      "): " + conn->socket_path_);
+  }
+  conn->target_ = "unix:" + abs;
+  conn->channel_ = MakeChannel(conn->target_);
+  conn->stub_ = v1::KvTier::NewStub(conn->channel_);
+
+  v1::ArenaInfoResponse info;
+  if (Status s = conn->FetchArenaInfo(&info); !s.ok()) return s;
+  if (options.map_arena) {
+    std::string fd_path = info.fd_socket_path().empty() ? abs + ".arena" : info.fd_socket_path();
+    conn->arena_socket_path_ = Absolute(fd_path);
+    std::shared_ptr<const ArenaMapping> arena;
+    if (Status s = conn->MapArena(info, &arena); !s.ok()) return s;
+    absl::MutexLock lock(&conn->mu_);
+    conn->arena_ = std::move(arena);
+    conn->arena_suspect_.store(false);  // the channel was just checked against this arena
+  }
+  *out = std::move(conn);
+  return Status();
+}
+
+void Connection::Prepare(grpc::ClientContext* context) {
+  if (channel_->GetState(/*try_to_connect=*/false) != GRPC_CHANNEL_READY) {
+    arena_suspect_.store(true, std::memory_order_relaxed);
+  }
+  context->set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::milliseconds(options_.timeout_ms));
+}
+
+std::string Connection::UnavailableMessage() const {
+  struct stat st {};
+  if (::stat(socket_path_.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) return socket_path_ + " is not a unix socket";
+    if (::access(socket_path_.c_str(), R_OK | W_OK) != 0) {
+      return "permission denied on " + socket_path_;
+    }
+  }
+  return "no kvtierd answering on " + socket_path_ +
+         " (is it running? start one with scripts/serve)";
+}
+
+Status Connection::CallStatus(const grpc::Status& status) const {
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    return Status(Status::Code::kUnavailable, UnavailableMessage());
+  }
+  if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    return Status(Status::Code::kDeadlineExceeded, "kvtierd on " + socket_path_ +
+                                                       " did not answer within " +
+                                                       std::to_string(options_.timeout_ms) + " ms");
+  }
+  return FromGrpc(status);
+}
+
+Status Connection::FetchArenaInfo(v1::ArenaInfoResponse* info) {
+  grpc::ClientContext context;
+  Prepare(&context);
+  return CallStatus(stub_->GetArenaInfo(&context, v1::ArenaInfoRequest(), info));
+}
+
+Status Connection::MapArena(const v1::ArenaInfoResponse& info,
+                            std::shared_ptr<const ArenaMapping>* out) {
+  std::unique_ptr<ArenaMapping> mapping;
+  Status s = ArenaMapping::Create(arena_socket_path_, info.generation(), info.arena_bytes(),
+                                  options_.prefault, options_.timeout_ms, &mapping);
+  if (!s.ok()) {
+    return Status(s.code(),
+                  "cannot map the arena of kvtierd on " + socket_path_ + ": " + s.message());
+  }
+  *out = std::move(mapping);
+  return Status();
+}
+
+Status Connection::Arena(std::shared_ptr<const ArenaMapping>* out) {
+  if (!options_.map_arena) {
+    return Status(Status::Code::kFailedPrecondition,
+                  "this client did not map the arena (ClientOptions::map_arena is false)");
+  }
+  // One thread at a time re-checks; the others wait for its answer rather than ask again.
+  absl::MutexLock lock(&mu_);
+  if (!arena_suspect_.load() && channel_->GetState(false) == GRPC_CHANNEL_READY &&
+      arena_->OwnerAlive()) {
+    *out = arena_;
+    return Status();
+  }
+  v1::ArenaInfoResponse info;
+  if (Status s = FetchArenaInfo(&info); !s.ok()) return s;
+  // Checked against the daemon that answers now. (A reconnect after this marks it again.)
+  arena_suspect_.store(false);
+  if (info.generation() != arena_->generation() || info.arena_bytes() != arena_->size()) {
+    // A new daemon: map its arena. Leases of the old one keep the old mapping alive.
+    std::shared_ptr<const ArenaMapping> fresh;
+    if (Status s = MapArena(info, &fresh); !s.ok()) {
+      arena_suspect_.store(true);
+      return s;
+    }
+    arena_ = std::move(fresh);
+  } else if (!arena_->OwnerAlive()) {
+    // Same generation from a process that is not the one that handed out this arena: a daemon
+    // that reuses generations. Map its arena afresh rather than trust the old one.
+    std::shared_ptr<const ArenaMapping> fresh;
+    if (Status s = MapArena(info, &fresh); !s.ok()) {
+      arena_suspect_.store(true);
+      return s;
+    }
+    arena_ = std::move(fresh);
+  }
+  *out = arena_;
+  return Status();
+}
+
+Status Connection::CommitLease(uint64_t lease_id) {
+  v1::CommitRequest request;
+  request.set_lease_id(lease_id);
+  v1::CommitResponse response;
+  grpc::ClientContext context;
+  Prepare(&context);
+  return CallStatus(stub_->Commit(&context, request, &response));
+}
+
+Status Connection::ReleaseLease(uint64_t lease_id) {
+  v1::ReleaseRequest request;
+  request.add_lease_ids(lease_id);
+  v1::ReleaseResponse response;
+  grpc::ClientContext context;
+  Prepare(&context);
+  return CallStatus(stub_->Release(&context, request, &response));
+}
+
+}  // namespace kvtier::client_internal

@@ -1,0 +1,117 @@
+#include "client/src/wire.h"
+
+#include <cstring>
+
+#include "common/block_key.h"
+
+namespace kvtier::client_internal {
+
+static_assert(sizeof(BlockKey) == kKeyBytes, "BlockKey must be two packed uint64s");
+
+Status FromGrpc(const grpc::Status& status) {
+  if (status.ok()) return Status();
+  return Status(static_cast<Status::Code>(status.error_code()), status.error_message());
+}
+
+Status FromAbsl(const absl::Status& status) {
+  if (status.ok()) return Status();
+  return Status(static_cast<Status::Code>(status.code()), std::string(status.message()));
+}
+
+std::string EncodeBlockKeys(std::span<const BlockKey> keys) {
+  // BlockKey and Key128 are both {lo, hi} of uint64 on a little-endian host: the wire form is the
+  // array's bytes.
+  return std::string(reinterpret_cast<const char*>(keys.data()), keys.size() * kKeyBytes);
+}
+
+std::string EncodeBlockKey(const BlockKey& key) { return EncodeBlockKeys({&key, 1}); }
+
+Status DecodeBlockKey(const std::string& bytes, BlockKey* out) {
+  if (bytes.size() != kKeyBytes) {
+    return Status(
+        Status::Code::kInternal,
+        "kvtierd sent a block key of " + std::to_string(bytes.size()) + " bytes (expected 16)");
+  }
+  std::memcpy(&out->lo, bytes.data(), 8);
+  std::memcpy(&out->hi, bytes.data() + 8, 8);
+  return Status();
+}
+
+Tier FromProtoTier(int tier) {
+  switch (tier) {
+    case v1::TIER_HBM:
+      return Tier::kHbm;
+    case v1::TIER_DRAM:
+      return Tier::kDram;
+    case v1::TIER_NVME:
+      return Tier::kNvme;
+    default:
+      return Tier::kNone;
+  }
+}
+
+void ToProtoLayout(const NamespaceLayout& in, v1::NamespaceLayout* out) {
+  out->set_model_id(in.model_id);
+  out->set_model_revision(in.model_revision);
+  out->set_num_layers(in.num_layers);
+  out->set_kv_heads(in.kv_heads);
+  out->set_head_size(in.head_size);
+  out->set_dtype(in.dtype);
+  out->set_tokens_per_block(in.tokens_per_block);
+  out->set_tp_rank(in.tp_rank);
+  out->set_tp_size(in.tp_size);
+  out->set_pp_rank(in.pp_rank);
+  out->set_pp_size(in.pp_size);
+  out->set_layout_tag(in.layout_tag);
+  out->set_block_bytes(in.block_bytes);
+}
+
+NamespaceLayout FromProtoLayout(const v1::NamespaceLayout& in) {
+  NamespaceLayout out;
+  out.model_id = in.model_id();
+  out.model_revision = in.model_revision();
+  out.num_layers = in.num_layers();
+  out.kv_heads = in.kv_heads();
+  out.head_size = in.head_size();
+  out.dtype = in.dtype();
+  out.tokens_per_block = in.tokens_per_block();
+  out.tp_rank = in.tp_rank();
+  out.tp_size = in.tp_size();
+  out.pp_rank = in.pp_rank();
+  out.pp_size = in.pp_size();
+  out.layout_tag = in.layout_tag();
+  out.block_bytes = in.block_bytes();
+  return out;
+}
+
+TierStats FromProtoTierStats(const v1::TierStats& in) {
+  TierStats out;
+  out.name = in.name();
+  out.capacity_bytes = in.capacity_bytes();
+  out.used_bytes = in.used_bytes();
+  out.blocks = in.blocks();
+  out.hits = in.hits();
+  out.misses = in.misses();
+  out.evictions = in.evictions();
+  out.bytes_in = in.bytes_in();
+  out.bytes_out = in.bytes_out();
+  return out;
+}
+
+DaemonStats FromProtoStats(const v1::StatsResponse& in) {
+  DaemonStats out;
+  out.node_id = in.node_id();
+  out.version = in.version();
+  out.uptime_ms = in.uptime_ms();
+  out.tiers.reserve(in.tiers_size());
+  for (const auto& tier : in.tiers()) out.tiers.push_back(FromProtoTierStats(tier));
+  out.namespaces = in.namespaces();
+  out.leases = in.leases();
+  out.lookups = in.lookups();
+  out.lookup_keys = in.lookup_keys();
+  out.lookup_hit_keys = in.lookup_hit_keys();
+  out.rejected_writes = in.rejected_writes();
+  return out;
+}
+
+}  // namespace kvtier::client_internal

@@ -1,0 +1,134 @@
+#include "server/daemon/config.h"
+
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <filesystem>
+#include <sstream>
+
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "common/size.h"
+
+namespace kvtier {
+
+uint64_t DefaultDramCapacity() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page = sysconf(_SC_PAGE_SIZE);
+  uint64_t quarter = pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * page / 4 : 0;
+  return std::clamp<uint64_t>(quarter, 64ULL << 20, 4ULL << 30);
+}
+
+namespace {
+
+absl::Status CheckListen(const std::string& listen) {
+  const size_t colon = listen.rfind(':');
+  uint32_t port = 0;
+  if (colon == std::string::npos || colon == 0 ||
+      !absl::SimpleAtoi(listen.substr(colon + 1), &port) || port == 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--listen: '%s' is not HOST:PORT (e.g. 127.0.0.1:7070)", listen));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckSocketPath(const std::string& path) {
+  if (path.empty()) return absl::InvalidArgumentError("--socket: must not be empty");
+  // The fd socket beside it has ".arena" appended; both must fit in sockaddr_un.
+  const size_t max = sizeof(sockaddr_un{}.sun_path) - 1 - std::string(".arena").size();
+  if (path.size() > max) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--socket: '%s' is %d bytes; a unix socket path here may have at most %d",
+                        path, path.size(), max));
+  }
+  std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  if (dir.empty()) dir = ".";
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec || access(dir.c_str(), W_OK) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--socket: cannot create or write the directory '%s'%s", dir.string(),
+                        ec ? ": " + ec.message() : ""));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_now,
+                                              std::string* message) {
+  *exit_now = false;
+  DaemonConfig config;
+  std::string dram = "";
+  CLI::App app{"kvtierd: KV-cache tiering daemon"};
+  app.set_version_flag("--version", std::string(KVTIER_VERSION));
+  app.set_config("--config", "", "Read flags from a TOML or INI file (keys are flag names)");
+  app.add_option("--socket", config.socket_path, "Client unix socket")->capture_default_str();
+  app.add_option("--listen", config.listen, "Also serve on TCP HOST:PORT (admin)");
+  app.add_option("--dram-capacity", dram,
+                 "DRAM tier size, e.g. 512MiB, 4GiB (default: 1/4 of RAM, at most 4 GiB)");
+  app.add_option("--log-level", config.log_level, "trace, debug, info, warn, error, off")
+      ->capture_default_str();
+  app.add_option("--node-id", config.node_id, "Name of this node (default: host name)");
+  app.add_option("--lease-ms", config.lease_ms, "Default lease on acquired/allocated blocks")
+      ->capture_default_str();
+  app.add_option("--max-lease-ms", config.max_lease_ms, "Longest lease a client may ask for")
+      ->capture_default_str();
+  app.add_option("--max-batch", config.max_batch, "Most keys in one request")
+      ->capture_default_str();
+  app.add_option("--reaper-period-ms", config.reaper_period_ms,
+                 "How often expired leases are ended")
+      ->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    *exit_now = true;
+    *message = app.help();
+    return config;
+  } catch (const CLI::CallForVersion&) {
+    *exit_now = true;
+    *message = std::string("kvtierd ") + KVTIER_VERSION;
+    return config;
+  } catch (const CLI::ParseError& e) {
+    return absl::InvalidArgumentError(e.what());
+  }
+
+  if (dram.empty()) {
+    config.dram_capacity = DefaultDramCapacity();
+  } else {
+    auto size = ParseSize(dram, "--dram-capacity");
+    if (!size.ok()) return size.status();
+    if (*size < (1ULL << 20)) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--dram-capacity: '%s' is below the 1 MiB minimum", dram));
+    }
+    config.dram_capacity = *size;
+  }
+  if (config.node_id.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    config.node_id = host[0] ? host : "kvtierd";
+  }
+  if (auto s = CheckSocketPath(config.socket_path); !s.ok()) return s;
+  if (!config.listen.empty()) {
+    if (auto s = CheckListen(config.listen); !s.ok()) return s;
+  }
+  if (config.lease_ms == 0 || config.lease_ms > config.max_lease_ms) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--lease-ms: %d must be > 0 and at most --max-lease-ms (%d)",
+                        config.lease_ms, config.max_lease_ms));
+  }
+  if (config.max_batch == 0 || config.max_batch > 65536) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--max-batch: %d must be between 1 and 65536", config.max_batch));
+  }
+  if (config.reaper_period_ms <= 0 || config.reaper_period_ms > 10'000) {
+    return absl::InvalidArgumentError("--reaper-period-ms: must be between 1 and 10000");
+  }
+  return config;
+}
+
+}  // namespace kvtier

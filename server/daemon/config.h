@@ -1,0 +1,32 @@
+// kvtierd's configuration: flags (CLI11), optionally read from a TOML/INI file with --config.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace kvtier {
+
+struct DaemonConfig {
+  std::string socket_path = "./var/kvtier.sock";
+  std::string listen;  // optional HOST:PORT for TCP (admin)
+  uint64_t dram_capacity = 0;
+  std::string log_level = "info";
+  std::string node_id;
+  uint32_t lease_ms = 30'000;
+  uint32_t max_lease_ms = 600'000;
+  uint32_t max_batch = 4096;
+  int reaper_period_ms = 100;
+};
+
+// Default DRAM capacity: a quarter of physical memory, at most 4 GiB, at least 64 MiB.
+uint64_t DefaultDramCapacity();
+
+// Parses argv into a config and checks it. On --help/--version, returns OK with *exit_now set
+// and the text in *message; on a bad flag, an INVALID_ARGUMENT error naming it.
+absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_now,
+                                              std::string* message);
+
+}  // namespace kvtier

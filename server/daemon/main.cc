@@ -1,0 +1,107 @@
+// kvtierd: the KV-cache tiering daemon of one node.
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "absl/strings/str_format.h"
+#include "common/log.h"
+#include "common/size.h"
+#include "server/daemon/config.h"
+#include "server/dram/arena.h"
+#include "server/service/arena_fd_server.h"
+#include "server/service/kvtier_service.h"
+#include "server/service/lease_reaper.h"
+#include "server/store/block_store.h"
+#include "spdlog/spdlog.h"
+
+namespace kvtier {
+namespace {
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "kvtierd: %s\n", std::string(status.message()).c_str());
+  return 1;
+}
+
+int Run(int argc, char** argv) {
+  bool exit_now = false;
+  std::string message;
+  auto parsed = ParseDaemonFlags(argc, argv, &exit_now, &message);
+  if (!parsed.ok()) return Fail(parsed.status());
+  if (exit_now) {
+    std::cout << message << "\n";
+    return 0;
+  }
+  DaemonConfig config = *parsed;
+  InitLogging("kvtierd");
+  if (auto s = SetLogLevel(config.log_level); !s.ok()) return Fail(s);
+
+  // Signals are taken by sigwait below; every thread started from here on inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto arena = Arena::Create(config.dram_capacity, "kvtier-dram-arena");
+  if (!arena.ok()) return Fail(arena.status());
+
+  StoreOptions store_options;
+  store_options.default_lease_ms = config.lease_ms;
+  store_options.max_lease_ms = config.max_lease_ms;
+  store_options.max_batch_keys = config.max_batch;
+  BlockStore store((*arena)->size(), store_options);
+
+  const std::string socket = std::filesystem::absolute(config.socket_path).string();
+  const std::string fd_socket = socket + ".arena";
+  auto fd_server = ArenaFdServer::Start(fd_socket, (*arena)->fd(), (*arena)->generation());
+  if (!fd_server.ok()) return Fail(fd_server.status());
+
+  ServiceInfo info;
+  info.node_id = config.node_id;
+  info.version = KVTIER_VERSION;
+  info.fd_socket_path = fd_socket;
+  info.arena_bytes = (*arena)->size();
+  info.arena_generation = (*arena)->generation();
+  info.started_ms = store.NowMs();
+  KvTierService service(&store, info);
+  LeaseReaper reaper(&store, config.reaper_period_ms);
+
+  unlink(socket.c_str());  // a stale socket file from a killed daemon
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("unix:" + socket, grpc::InsecureServerCredentials());
+  int tcp_port = 0;
+  if (!config.listen.empty()) {
+    builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &tcp_port);
+  }
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || (!config.listen.empty() && tcp_port == 0)) {
+    return Fail(absl::FailedPreconditionError(
+        absl::StrFormat("cannot serve on unix:%s%s (in use, or no permission?)", socket,
+                        config.listen.empty() ? "" : " and " + config.listen)));
+  }
+  spdlog::info("no GPU tier in this build: running with DRAM only");
+  std::printf("kvtierd ready: node=%s socket=%s dram=%s%s pid=%d\n", config.node_id.c_str(),
+              config.socket_path.c_str(), FormatBytes((*arena)->size()).c_str(),
+              config.listen.empty() ? "" : (" listen=" + config.listen).c_str(), getpid());
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("{} received: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  // In-flight calls get a moment to finish; then they are cancelled.
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  server->Wait();
+  unlink(socket.c_str());
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace kvtier
+
+int main(int argc, char** argv) { return kvtier::Run(argc, argv); }

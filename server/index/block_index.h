@@ -1,0 +1,88 @@
+// BlockIndex: the one truth of which blocks this node holds. A sharded map from (namespace, key)
+// to entry; each shard has its own lock, so reads of different keys rarely meet.
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "common/block_key.h"
+
+namespace kvtier {
+
+struct BlockId {
+  uint64_t ns = 0;
+  Key128 key;
+
+  friend bool operator==(const BlockId&, const BlockId&) = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const BlockId& id) {
+    return H::combine(std::move(h), id.ns, id.key);
+  }
+};
+
+enum class BlockState : uint8_t {
+  kWriting,   // slot reserved under a write lease, bytes not committed; invisible to readers
+  kReady,     // readable
+  kEvicting,  // on its way out of this tier (used by tier movers)
+};
+const char* BlockStateName(BlockState state);
+
+inline constexpr uint64_t kNoLease = 0;
+
+struct BlockEntry {
+  uint64_t offset = 0;      // arena offset of the slot
+  uint64_t bytes = 0;       // block size (the slot may be larger)
+  uint64_t slot_bytes = 0;  // size class
+  BlockState state = BlockState::kWriting;
+  uint32_t readers = 0;  // read leases holding it
+  uint64_t write_lease = kNoLease;
+  Key128 parent;                  // previous block of its chain (zero: chain start or unknown)
+  bool linked_to_parent = false;  // counted in the parent's `children`
+  uint32_t children = 0;          // resident blocks whose parent this is
+  bool visited = false;           // SIEVE mark: read since the hand last passed
+  uint64_t hits = 0;
+  uint64_t checksum = 0;  // xxh3-64 given at commit, 0 = none
+  int64_t created_ms = 0;
+};
+
+class BlockIndex {
+ public:
+  using Map = absl::flat_hash_map<BlockId, BlockEntry>;
+  static constexpr size_t kShards = 16;
+
+  // Calls fn(Map&) with the shard of `id` locked and returns what fn returns. fn must not call
+  // back into the index.
+  template <typename Fn>
+  auto WithShard(const BlockId& id, Fn&& fn) {
+    Shard& shard = shards_[ShardOf(id)];
+    absl::MutexLock lock(&shard.mu);
+    return fn(shard.map);
+  }
+
+  // Calls fn(const BlockId&, BlockEntry&) for every entry, one shard locked at a time; fn returns
+  // false to stop.
+  template <typename Fn>
+  void ForEach(Fn&& fn) {
+    for (Shard& shard : shards_) {
+      absl::MutexLock lock(&shard.mu);
+      for (auto& [id, entry] : shard.map) {
+        if (!fn(id, entry)) return;
+      }
+    }
+  }
+
+  size_t size();
+
+ private:
+  struct Shard {
+    absl::Mutex mu;
+    Map map ABSL_GUARDED_BY(mu);
+  };
+  static size_t ShardOf(const BlockId& id) { return (id.key.hi ^ id.ns) % kShards; }
+
+  std::array<Shard, kShards> shards_;
+};
+
+}  // namespace kvtier

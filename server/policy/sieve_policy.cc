@@ -1,0 +1,49 @@
+#include "server/policy/sieve_policy.h"
+
+namespace kvtier {
+
+void SievePolicy::Insert(uint64_t slot) {
+  auto [it, inserted] = nodes_.try_emplace(slot);
+  if (!inserted) return;
+  it->second.older = head_;
+  if (head_ != kNil) nodes_[head_].newer = slot;
+  head_ = slot;
+  if (tail_ == kNil) tail_ = slot;
+}
+
+void SievePolicy::Remove(uint64_t slot) {
+  auto it = nodes_.find(slot);
+  if (it == nodes_.end()) return;
+  const Node node = it->second;
+  nodes_.erase(it);
+  if (node.newer != kNil) {
+    nodes_[node.newer].older = node.older;
+  } else {
+    head_ = node.older;
+  }
+  if (node.older != kNil) {
+    nodes_[node.older].newer = node.newer;
+  } else {
+    tail_ = node.newer;
+  }
+  // The hand moves on to the next newer block, as SIEVE's does after an eviction.
+  if (hand_ == slot) hand_ = node.newer;
+}
+
+std::optional<uint64_t> SievePolicy::EvictOne(const Judge& judge) {
+  // Two full rounds: the first may only clear visited bits.
+  const size_t budget = 2 * nodes_.size() + 1;
+  for (size_t step = 0; step < budget && !nodes_.empty(); ++step) {
+    if (hand_ == kNil) hand_ = tail_;
+    const uint64_t candidate = hand_;
+    const uint64_t next = nodes_[candidate].newer;
+    if (judge(candidate) == Verdict::kEvict) {
+      Remove(candidate);
+      return candidate;
+    }
+    hand_ = next;
+  }
+  return std::nullopt;
+}
+
+}  // namespace kvtier

@@ -1,0 +1,202 @@
+#include "server/service/kvtier_service.h"
+
+#include "absl/strings/str_format.h"
+#include "common/block_key.h"
+#include "server/service/proto_convert.h"
+
+namespace kvtier {
+namespace {
+
+// Finishes the call with `status` and returns the reactor, as every handler ends.
+grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpc(status));
+  return reactor;
+}
+
+// Runs `body` (returning absl::Status) and finishes the call with its result.
+template <typename Body>
+grpc::ServerUnaryReactor* Handle(grpc::CallbackServerContext* ctx, Body&& body) {
+  return Done(ctx, body());
+}
+
+#define KVTIER_ASSIGN_OR_RETURN_STATUS(lhs, expr) \
+  auto lhs##_or = (expr);                         \
+  if (!lhs##_or.ok()) return lhs##_or.status();   \
+  auto& lhs = *lhs##_or
+
+}  // namespace
+
+grpc::ServerUnaryReactor* KvTierService::GetArenaInfo(grpc::CallbackServerContext* ctx,
+                                                      const v1::ArenaInfoRequest*,
+                                                      v1::ArenaInfoResponse* resp) {
+  resp->set_fd_socket_path(info_.fd_socket_path);
+  resp->set_arena_bytes(info_.arena_bytes);
+  resp->set_generation(info_.arena_generation);
+  resp->set_node_id(info_.node_id);
+  resp->set_version(info_.version);
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* KvTierService::RegisterNamespace(grpc::CallbackServerContext* ctx,
+                                                           const v1::RegisterNamespaceRequest* req,
+                                                           v1::RegisterNamespaceResponse* resp) {
+  return Handle(ctx, [&]() -> absl::Status {
+    if (!req->has_layout()) return absl::InvalidArgumentError("layout: missing");
+    bool created = false;
+    KVTIER_ASSIGN_OR_RETURN_STATUS(record,
+                                   store_->RegisterNamespace(FromProto(req->layout()), &created));
+    resp->set_namespace_id(record->id);
+    resp->set_block_bytes(record->block_bytes);
+    resp->set_created(created);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* KvTierService::ListNamespaces(grpc::CallbackServerContext* ctx,
+                                                        const v1::ListNamespacesRequest*,
+                                                        v1::ListNamespacesResponse* resp) {
+  for (const NamespaceSnapshot& ns : store_->ListNamespaces()) {
+    v1::NamespaceInfo* info = resp->add_namespaces();
+    info->set_namespace_id(ns.id);
+    ToProto(ns.layout, info->mutable_layout());
+    info->set_block_bytes(ns.block_bytes);
+    info->set_blocks(ns.blocks);
+    info->set_bytes(ns.blocks * ns.block_bytes);
+  }
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* KvTierService::LookupPrefix(grpc::CallbackServerContext* ctx,
+                                                      const v1::LookupRequest* req,
+                                                      v1::LookupResponse* resp) {
+  return Handle(ctx, [&]() -> absl::Status {
+    KVTIER_ASSIGN_OR_RETURN_STATUS(keys, DecodeKeys(req->keys(), "keys"));
+    KVTIER_ASSIGN_OR_RETURN_STATUS(answer, store_->Lookup(req->namespace_id(), keys));
+    resp->set_prefix_blocks(answer.prefix_blocks);
+    for (TierId t : answer.tiers) resp->add_tiers(ToProto(t));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* KvTierService::Allocate(grpc::CallbackServerContext* ctx,
+                                                  const v1::AllocateRequest* req,
+                                                  v1::AllocateResponse* resp) {
+  return Handle(ctx, [&]() -> absl::Status {
+    KVTIER_ASSIGN_OR_RETURN_STATUS(keys, DecodeKeys(req->keys(), "keys"));
+    std::optional<Key128> parent;
+    if (!req->parent_key().empty()) {
+      KVTIER_ASSIGN_OR_RETURN_STATUS(p, DecodeKeys(req->parent_key(), "parent_key"));
+      if (p.size() != 1) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "parent_key: %d bytes, expected one 16-byte key", req->parent_key().size()));
+      }
+      parent = p[0];
+    }
+    KVTIER_ASSIGN_OR_RETURN_STATUS(
+        grant, store_->Allocate(req->namespace_id(), keys, parent, req->lease_ms()));
+    resp->set_lease_id(grant.lease_id);
+    resp->mutable_offsets()->Assign(grant.offsets.begin(), grant.offsets.end());
+    resp->set_block_bytes(grant.block_bytes);
+    resp->set_lease_ms(grant.lease_ms);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* KvTierService::Commit(grpc::CallbackServerContext* ctx,
+                                                const v1::CommitRequest* req,
+                                                v1::CommitResponse* resp) {
+  return Handle(ctx, [&]() -> absl::Status {
+    KVTIER_ASSIGN_OR_RETURN_STATUS(keys, DecodeKeys(req->keys(), "keys"));
+    std::vector<uint64_t> checksums(req->checksums().begin(), req->checksums().end());
+    KVTIER_ASSIGN_OR_RETURN_STATUS(n, store_->Commit(req->lease_id(), keys, checksums));
+    resp->set_committed(n);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* KvTierService::Acquire(grpc::CallbackServerContext* ctx,
+                                                 const v1::AcquireRequest* req,
+                                                 v1::AcquireResponse* resp) {
+  return Handle(ctx, [&]() -> absl::Status {
+    KVTIER_ASSIGN_OR_RETURN_STATUS(keys, DecodeKeys(req->keys(), "keys"));
+    KVTIER_ASSIGN_OR_RETURN_STATUS(grant,
+                                   store_->Acquire(req->namespace_id(), keys, req->lease_ms()));
+    resp->set_lease_id(grant.lease_id);
+    resp->mutable_offsets()->Assign(grant.offsets.begin(), grant.offsets.end());
+    resp->set_block_bytes(grant.block_bytes);
+    resp->set_lease_ms(grant.lease_ms);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* KvTierService::Release(grpc::CallbackServerContext* ctx,
+                                                 const v1::ReleaseRequest* req,
+                                                 v1::ReleaseResponse* resp) {
+  return Handle(ctx, [&]() -> absl::Status {
+    std::vector<uint64_t> ids(req->lease_ids().begin(), req->lease_ids().end());
+    KVTIER_ASSIGN_OR_RETURN_STATUS(n, store_->Release(ids));
+    resp->set_released(n);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* KvTierService::Drop(grpc::CallbackServerContext* ctx,
+                                              const v1::DropRequest* req, v1::DropResponse* resp) {
+  return Handle(ctx, [&]() -> absl::Status {
+    KVTIER_ASSIGN_OR_RETURN_STATUS(keys, DecodeKeys(req->keys(), "keys"));
+    KVTIER_ASSIGN_OR_RETURN_STATUS(counts, store_->Drop(req->namespace_id(), keys, req->all()));
+    resp->set_dropped(counts.dropped);
+    resp->set_busy(counts.busy);
+    resp->set_missing(counts.missing);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* KvTierService::Stats(grpc::CallbackServerContext* ctx,
+                                               const v1::StatsRequest*, v1::StatsResponse* resp) {
+  StoreStats s = store_->Stats();
+  resp->set_node_id(info_.node_id);
+  resp->set_version(info_.version);
+  resp->set_uptime_ms(static_cast<uint64_t>(store_->NowMs() - info_.started_ms));
+  for (const TierCounters& t : s.tiers) ToProto(t, resp->add_tiers());
+  resp->set_namespaces(s.namespaces);
+  resp->set_leases(s.leases);
+  resp->set_lookups(s.lookups);
+  resp->set_lookup_keys(s.lookup_keys);
+  resp->set_lookup_hit_keys(s.lookup_hit_keys);
+  resp->set_rejected_writes(s.rejected_writes);
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* KvTierService::ListBlocks(grpc::CallbackServerContext* ctx,
+                                                    const v1::ListBlocksRequest* req,
+                                                    v1::ListBlocksResponse* resp) {
+  return Handle(ctx, [&]() -> absl::Status {
+    // 20000 blocks of ~70 bytes stay well inside gRPC's default 4 MiB message limit.
+    constexpr uint32_t kDefaultLimit = 1000, kMaxLimit = 20000;
+    uint32_t limit = req->limit() == 0 ? kDefaultLimit : req->limit();
+    if (limit > kMaxLimit) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("limit: %d is over the maximum of %d", limit, kMaxLimit));
+    }
+    bool truncated = false;
+    for (const BlockSnapshot& b : store_->ListBlocks(req->namespace_id(), limit, &truncated)) {
+      v1::BlockInfo* info = resp->add_blocks();
+      info->set_namespace_id(b.id.ns);
+      std::string key;
+      AppendKey(b.id.key, &key);
+      info->set_key(std::move(key));
+      info->set_tier(ToProto(b.tier));
+      info->set_bytes(b.bytes);
+      info->set_state(BlockStateName(b.state));
+      info->set_readers(b.readers);
+      info->set_hits(b.hits);
+      info->set_age_ms(b.age_ms);
+    }
+    resp->set_truncated(truncated);
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace kvtier

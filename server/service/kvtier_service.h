@@ -1,0 +1,60 @@
+// The client gRPC service (kvtier.v1.KvTier, callback API): decodes and checks each request,
+// calls the BlockStore, encodes the answer. Every handler is short and never blocks on IO, so it
+// runs on gRPC's callback threads directly.
+#pragma once
+
+#include <string>
+
+#include "kvtier/v1/kvtier.grpc.pb.h"
+#include "server/store/block_store.h"
+
+namespace kvtier {
+
+struct ServiceInfo {
+  std::string node_id;
+  std::string version;
+  std::string fd_socket_path;
+  uint64_t arena_bytes = 0;
+  uint64_t arena_generation = 0;
+  int64_t started_ms = 0;  // on the store's clock
+};
+
+class KvTierService final : public v1::KvTier::CallbackService {
+ public:
+  KvTierService(BlockStore* store, ServiceInfo info) : store_(store), info_(std::move(info)) {}
+
+  grpc::ServerUnaryReactor* GetArenaInfo(grpc::CallbackServerContext* ctx,
+                                         const v1::ArenaInfoRequest* req,
+                                         v1::ArenaInfoResponse* resp) override;
+  grpc::ServerUnaryReactor* RegisterNamespace(grpc::CallbackServerContext* ctx,
+                                              const v1::RegisterNamespaceRequest* req,
+                                              v1::RegisterNamespaceResponse* resp) override;
+  grpc::ServerUnaryReactor* ListNamespaces(grpc::CallbackServerContext* ctx,
+                                           const v1::ListNamespacesRequest* req,
+                                           v1::ListNamespacesResponse* resp) override;
+  grpc::ServerUnaryReactor* LookupPrefix(grpc::CallbackServerContext* ctx,
+                                         const v1::LookupRequest* req,
+                                         v1::LookupResponse* resp) override;
+  grpc::ServerUnaryReactor* Allocate(grpc::CallbackServerContext* ctx,
+                                     const v1::AllocateRequest* req,
+                                     v1::AllocateResponse* resp) override;
+  grpc::ServerUnaryReactor* Commit(grpc::CallbackServerContext* ctx, const v1::CommitRequest* req,
+                                   v1::CommitResponse* resp) override;
+  grpc::ServerUnaryReactor* Acquire(grpc::CallbackServerContext* ctx, const v1::AcquireRequest* req,
+                                    v1::AcquireResponse* resp) override;
+  grpc::ServerUnaryReactor* Release(grpc::CallbackServerContext* ctx, const v1::ReleaseRequest* req,
+                                    v1::ReleaseResponse* resp) override;
+  grpc::ServerUnaryReactor* Drop(grpc::CallbackServerContext* ctx, const v1::DropRequest* req,
+                                 v1::DropResponse* resp) override;
+  grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* ctx, const v1::StatsRequest* req,
+                                  v1::StatsResponse* resp) override;
+  grpc::ServerUnaryReactor* ListBlocks(grpc::CallbackServerContext* ctx,
+                                       const v1::ListBlocksRequest* req,
+                                       v1::ListBlocksResponse* resp) override;
+
+ private:
+  BlockStore* store_;
+  ServiceInfo info_;
+};
+
+}  // namespace kvtier

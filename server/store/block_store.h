@@ -1,0 +1,177 @@
+// BlockStore: the DRAM tier of one node. Owns the index, the slot allocator, the eviction policy
+// and the leases, and implements the client operations on them (proto-free; the service layer
+// translates). It hands out arena offsets and never touches block bytes itself: clients copy into
+// and out of the shared arena.
+//
+// Thread-safe. Lock order: space_mu_ -> one BlockIndex shard at a time; LeaseTable and
+// NamespaceRegistry locks are leaves. Reads (Lookup, Acquire, read Release) take shard locks
+// only; writes, drops and evictions also take space_mu_, once per batch.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/block_key.h"
+#include "server/dram/slab_allocator.h"
+#include "server/index/block_index.h"
+#include "server/index/lease_table.h"
+#include "server/index/namespace_registry.h"
+#include "server/policy/eviction_policy.h"
+
+namespace kvtier {
+
+struct StoreOptions {
+  uint32_t default_lease_ms = 30'000;
+  uint32_t max_lease_ms = 600'000;
+  uint32_t max_batch_keys = 4096;
+  // Milliseconds on a monotonic clock; tests inject their own to drive lease expiry.
+  std::function<int64_t()> now_ms;
+};
+
+// Offset answered for a key that needs no write (already present or being written).
+inline constexpr uint64_t kExistsOffset = ~0ULL;
+
+enum class TierId : int { kNone = 0, kHbm = 1, kDram = 2, kNvme = 3 };
+
+struct WriteGrant {
+  uint64_t lease_id = 0;  // 0 when every key was present
+  std::vector<uint64_t> offsets;
+  uint64_t block_bytes = 0;
+  uint32_t lease_ms = 0;
+};
+
+struct ReadGrant {
+  uint64_t lease_id = 0;          // 0 when nothing was acquired
+  std::vector<uint64_t> offsets;  // the leading present prefix
+  uint64_t block_bytes = 0;
+  uint32_t lease_ms = 0;
+};
+
+struct LookupAnswer {
+  uint32_t prefix_blocks = 0;
+  std::vector<TierId> tiers;
+};
+
+struct DropCounts {
+  uint32_t dropped = 0;
+  uint32_t busy = 0;
+  uint32_t missing = 0;
+};
+
+struct TierCounters {
+  std::string name;
+  uint64_t capacity_bytes = 0;
+  uint64_t used_bytes = 0;
+  uint64_t blocks = 0;
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+  uint64_t evictions = 0;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+};
+
+struct StoreStats {
+  std::vector<TierCounters> tiers;
+  uint64_t namespaces = 0;
+  uint64_t leases = 0;
+  uint64_t lookups = 0;
+  uint64_t lookup_keys = 0;
+  uint64_t lookup_hit_keys = 0;
+  uint64_t rejected_writes = 0;
+  uint64_t expired_leases = 0;
+};
+
+struct BlockSnapshot {
+  BlockId id;
+  TierId tier = TierId::kDram;
+  uint64_t bytes = 0;
+  BlockState state = BlockState::kReady;
+  uint32_t readers = 0;
+  uint64_t hits = 0;
+  uint64_t age_ms = 0;
+};
+
+class BlockStore {
+ public:
+  BlockStore(uint64_t dram_capacity, StoreOptions options);
+
+  absl::StatusOr<NamespaceRecord*> RegisterNamespace(const NamespaceLayout& layout, bool* created);
+  std::vector<NamespaceSnapshot> ListNamespaces() { return registry_.List(); }
+
+  // Longest present prefix of `keys` (one chain, in order).
+  absl::StatusOr<LookupAnswer> Lookup(uint64_t ns, std::span<const Key128> keys);
+
+  // Reserves a slot for each key not present; all or nothing (RESOURCE_EXHAUSTED when the space
+  // cannot be found, even after eviction). `parent` is the key before keys[0] in its chain.
+  absl::StatusOr<WriteGrant> Allocate(uint64_t ns, std::span<const Key128> keys,
+                                      std::optional<Key128> parent, uint32_t lease_ms);
+  // Makes the named keys of a write lease (all of them when `keys` is empty) readable. Checks
+  // every key before changing any.
+  absl::StatusOr<uint32_t> Commit(uint64_t lease_id, std::span<const Key128> keys,
+                                  std::span<const uint64_t> checksums);
+  // Pins the leading present keys under a read lease.
+  absl::StatusOr<ReadGrant> Acquire(uint64_t ns, std::span<const Key128> keys, uint32_t lease_ms);
+  // Ends leases: a read lease unpins, an uncommitted write lease frees its slots. Unknown ids are
+  // NOT_FOUND (the known ones are still released).
+  absl::StatusOr<uint32_t> Release(std::span<const uint64_t> lease_ids);
+  absl::StatusOr<DropCounts> Drop(uint64_t ns, std::span<const Key128> keys, bool all);
+
+  StoreStats Stats();
+  // Up to `limit` blocks of namespace `ns` (0 = every namespace).
+  std::vector<BlockSnapshot> ListBlocks(uint64_t ns, size_t limit, bool* truncated);
+
+  // Ends every lease whose deadline has passed; returns how many. Run by the lease reaper.
+  size_t ExpireLeases();
+
+  int64_t NowMs() const { return options_.now_ms(); }
+  const StoreOptions& options() const { return options_; }
+
+ private:
+  absl::Status CheckBatch(size_t n, const char* field) const;
+  absl::StatusOr<uint32_t> LeaseMs(uint32_t asked) const;
+
+  // Space management; all under space_mu_.
+  std::optional<uint64_t> AllocateSlotLocked(uint64_t slot_bytes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(space_mu_);
+  bool EvictFromClassLocked(uint64_t slot_bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(space_mu_);
+  // After an entry left the index: unlink it from its parent, free its slot, count it.
+  void ForgetLocked(const BlockId& id, const BlockEntry& gone, bool was_ready)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(space_mu_);
+  // Removes a still-uncommitted block of `lease_id`; false if it is not one.
+  bool DiscardWritingLocked(const BlockId& id, uint64_t lease_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(space_mu_);
+  EvictionPolicy& PolicyLocked(uint64_t slot_bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(space_mu_);
+
+  // Chain links: a block with resident children is never evicted before them.
+  bool LinkToParent(const BlockId& parent);
+  void UnlinkFromParent(const BlockId& parent);
+
+  void EndLease(const Lease& lease);
+
+  StoreOptions options_;
+  NamespaceRegistry registry_;
+  BlockIndex index_;
+  LeaseTable leases_;
+
+  absl::Mutex space_mu_;
+  SlabAllocator allocator_ ABSL_GUARDED_BY(space_mu_);
+  absl::flat_hash_map<uint64_t, std::unique_ptr<EvictionPolicy>> policies_
+      ABSL_GUARDED_BY(space_mu_);  // per slot size
+  absl::flat_hash_map<uint64_t, BlockId> slot_owner_ ABSL_GUARDED_BY(space_mu_);
+
+  std::atomic<uint64_t> ready_blocks_{0};
+  std::atomic<uint64_t> hits_{0}, misses_{0}, evictions_{0}, bytes_in_{0}, bytes_out_{0};
+  std::atomic<uint64_t> lookups_{0}, lookup_keys_{0}, lookup_hit_keys_{0};
+  std::atomic<uint64_t> rejected_writes_{0}, expired_leases_{0};
+};
+
+}  // namespace kvtier

@@ -1,0 +1,198 @@
+// BlockStore: space management (allocation, eviction, removal) and the admin operations.
+#include "absl/status/status.h"
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+#include "server/policy/sieve_policy.h"
+#include "server/store/block_store.h"
+
+namespace kvtier {
+
+EvictionPolicy& BlockStore::PolicyLocked(uint64_t slot_bytes) {
+  std::unique_ptr<EvictionPolicy>& policy = policies_[slot_bytes];
+  if (!policy) policy = std::make_unique<SievePolicy>();
+  return *policy;
+}
+
+std::optional<uint64_t> BlockStore::AllocateSlotLocked(uint64_t slot_bytes) {
+  // Each round either returns a slot or evicts one block, so this ends.
+  for (;;) {
+    if (std::optional<uint64_t> offset = allocator_.Allocate(slot_bytes)) return offset;
+    if (EvictFromClassLocked(slot_bytes)) continue;
+    // Nothing of this size can go: free whole slabs held by other sizes.
+    bool evicted = false;
+    for (auto& [other, policy] : policies_) {
+      if (other != slot_bytes && EvictFromClassLocked(other)) {
+        evicted = true;
+        break;
+      }
+    }
+    if (!evicted) return std::nullopt;
+  }
+}
+
+bool BlockStore::EvictFromClassLocked(uint64_t slot_bytes) {
+  auto pit = policies_.find(slot_bytes);
+  if (pit == policies_.end() || pit->second->size() == 0) return false;
+  BlockId victim;
+  BlockEntry gone;
+  std::optional<uint64_t> slot = pit->second->EvictOne([&](uint64_t candidate) {
+    victim = slot_owner_.at(candidate);
+    return index_.WithShard(victim, [&](BlockIndex::Map& map) {
+      auto it = map.find(victim);
+      if (it == map.end()) return Verdict::kPinned;
+      BlockEntry& e = it->second;
+      if (e.state != BlockState::kReady || e.readers > 0 || e.children > 0) {
+        return Verdict::kPinned;
+      }
+      if (e.visited) {
+        e.visited = false;
+        return Verdict::kSecondChance;
+      }
+      gone = e;
+      map.erase(it);
+      return Verdict::kEvict;
+    });
+  });
+  if (!slot) return false;
+  ForgetLocked(victim, gone, /*was_ready=*/true);
+  evictions_.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+void BlockStore::ForgetLocked(const BlockId& id, const BlockEntry& gone, bool was_ready) {
+  if (gone.linked_to_parent) UnlinkFromParent({id.ns, gone.parent});
+  slot_owner_.erase(gone.offset);
+  allocator_.Free(gone.offset, gone.slot_bytes);
+  if (was_ready) {
+    ready_blocks_.fetch_sub(1, std::memory_order_relaxed);
+    if (auto ns = registry_.Find(id.ns); ns.ok()) {
+      (*ns)->blocks.fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
+}
+
+bool BlockStore::DiscardWritingLocked(const BlockId& id, uint64_t lease_id) {
+  std::optional<BlockEntry> gone =
+      index_.WithShard(id, [&](BlockIndex::Map& map) -> std::optional<BlockEntry> {
+        auto it = map.find(id);
+        if (it == map.end() || it->second.state != BlockState::kWriting ||
+            it->second.write_lease != lease_id) {
+          return std::nullopt;
+        }
+        BlockEntry e = it->second;
+        map.erase(it);
+        return e;
+      });
+  if (!gone) return false;
+  ForgetLocked(id, *gone, /*was_ready=*/false);
+  return true;
+}
+
+bool BlockStore::LinkToParent(const BlockId& parent) {
+  return index_.WithShard(parent, [&](BlockIndex::Map& map) {
+    auto it = map.find(parent);
+    if (it == map.end()) return false;
+    ++it->second.children;
+    return true;
+  });
+}
+
+void BlockStore::UnlinkFromParent(const BlockId& parent) {
+  index_.WithShard(parent, [&](BlockIndex::Map& map) {
+    auto it = map.find(parent);
+    // The parent may have been dropped (and even saved again) since: never go below zero.
+    if (it != map.end() && it->second.children > 0) --it->second.children;
+  });
+}
+
+absl::StatusOr<DropCounts> BlockStore::Drop(uint64_t ns, std::span<const Key128> keys, bool all) {
+  if (all && !keys.empty()) {
+    return absl::InvalidArgumentError("keys: must be empty when 'all' is set");
+  }
+  if (!all && keys.empty()) {
+    return absl::InvalidArgumentError("keys: empty; name the keys to drop or set 'all'");
+  }
+  RETURN_IF_ERROR(CheckBatch(keys.size(), "keys"));
+  RETURN_IF_ERROR(registry_.Find(ns).status());
+  std::vector<Key128> targets(keys.begin(), keys.end());
+  if (all) {
+    index_.ForEach([&](const BlockId& id, BlockEntry&) {
+      if (id.ns == ns) targets.push_back(id.key);
+      return true;
+    });
+  }
+  DropCounts counts;
+  absl::MutexLock space(&space_mu_);
+  for (const Key128& key : targets) {
+    const BlockId id{ns, key};
+    enum { kMissing, kBusy, kDropped } outcome;
+    BlockEntry gone;
+    index_.WithShard(id, [&](BlockIndex::Map& map) {
+      auto it = map.find(id);
+      if (it == map.end()) {
+        outcome = kMissing;
+      } else if (it->second.state != BlockState::kReady || it->second.readers > 0) {
+        outcome = kBusy;
+      } else {
+        gone = it->second;
+        map.erase(it);
+        outcome = kDropped;
+      }
+    });
+    if (outcome == kMissing) {
+      ++counts.missing;
+    } else if (outcome == kBusy) {
+      ++counts.busy;
+    } else {
+      PolicyLocked(gone.slot_bytes).Remove(gone.offset);
+      ForgetLocked(id, gone, /*was_ready=*/true);
+      ++counts.dropped;
+    }
+  }
+  return counts;
+}
+
+StoreStats BlockStore::Stats() {
+  StoreStats s;
+  TierCounters dram;
+  dram.name = "dram";
+  {
+    absl::MutexLock space(&space_mu_);
+    dram.capacity_bytes = allocator_.capacity();
+    dram.used_bytes = allocator_.used_bytes();
+  }
+  dram.blocks = ready_blocks_.load(std::memory_order_relaxed);
+  dram.hits = hits_.load(std::memory_order_relaxed);
+  dram.misses = misses_.load(std::memory_order_relaxed);
+  dram.evictions = evictions_.load(std::memory_order_relaxed);
+  dram.bytes_in = bytes_in_.load(std::memory_order_relaxed);
+  dram.bytes_out = bytes_out_.load(std::memory_order_relaxed);
+  s.tiers.push_back(dram);
+  s.namespaces = registry_.size();
+  s.leases = leases_.size();
+  s.lookups = lookups_.load(std::memory_order_relaxed);
+  s.lookup_keys = lookup_keys_.load(std::memory_order_relaxed);
+  s.lookup_hit_keys = lookup_hit_keys_.load(std::memory_order_relaxed);
+  s.rejected_writes = rejected_writes_.load(std::memory_order_relaxed);
+  s.expired_leases = expired_leases_.load(std::memory_order_relaxed);
+  return s;
+}
+
+std::vector<BlockSnapshot> BlockStore::ListBlocks(uint64_t ns, size_t limit, bool* truncated) {
+  std::vector<BlockSnapshot> out;
+  *truncated = false;
+  const int64_t now = NowMs();
+  index_.ForEach([&](const BlockId& id, BlockEntry& e) {
+    if (ns != 0 && id.ns != ns) return true;
+    if (out.size() == limit) {
+      *truncated = true;
+      return false;
+    }
+    out.push_back({id, TierId::kDram, e.bytes, e.state, e.readers, e.hits,
+                   static_cast<uint64_t>(std::max<int64_t>(0, now - e.created_ms))});
+    return true;
+  });
+  return out;
+}
+
+}  // namespace kvtier
