@@ -36,6 +36,8 @@ bool BlockStore::EvictFromClassLocked(uint64_t slot_bytes) {
   BlockId victim;
   BlockEntry gone;
   std::optional<uint64_t> slot = pit->second->EvictOne([&](uint64_t candidate) {
+    // The judge runs inside EvictOne, still under space_mu_; lambdas need saying so.
+    space_mu_.AssertHeld();
     victim = slot_owner_.at(candidate);
     return index_.WithShard(victim, [&](BlockIndex::Map& map) {
       auto it = map.find(victim);
