@@ -30,6 +30,9 @@ Table TierTable(const std::vector<TierStats>& tiers) {
   return table;
 }
 
+// Shape fields are 0 in an "opaque" layout: show them as "-".
+std::string CountOrDash(uint64_t n) { return n == 0 ? "-" : std::to_string(n); }
+
 std::string RankOf(uint32_t rank, uint32_t size) {
   return std::to_string(rank) + "/" + std::to_string(size);
 }
@@ -135,9 +138,9 @@ Status RunNamespaces(Client& client, bool json, std::ostream& out) {
     const NamespaceLayout& l = e.layout;
     std::string model = l.model_id.empty() ? "-" : l.model_id;
     if (!l.model_revision.empty()) model += "@" + l.model_revision;
-    table.AddRow({NamespaceIdToHex(e.ns.id), model, std::to_string(l.num_layers),
-                  std::to_string(l.kv_heads), std::to_string(l.head_size),
-                  l.dtype.empty() ? "-" : l.dtype, std::to_string(l.tokens_per_block),
+    table.AddRow({NamespaceIdToHex(e.ns.id), model, CountOrDash(l.num_layers),
+                  CountOrDash(l.kv_heads), CountOrDash(l.head_size),
+                  l.dtype.empty() ? "-" : l.dtype, CountOrDash(l.tokens_per_block),
                   RankOf(l.tp_rank, l.tp_size), RankOf(l.pp_rank, l.pp_size),
                   l.layout_tag.empty() ? "-" : l.layout_tag, FormatSize(e.ns.block_bytes),
                   std::to_string(e.blocks), FormatSize(e.bytes)});

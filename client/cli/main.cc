@@ -65,7 +65,16 @@ int Main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
-    std::cerr << "kvtier: " << e.what() << " (see kvtier --help)\n";
+    constexpr const char* kCommands = "(commands: status, tiers, namespaces, blocks, drop)";
+    if (app.get_subcommands().empty() && !app.remaining().empty()) {
+      std::cerr << "kvtier: unknown command '" << app.remaining().front() << "' " << kCommands
+                << '\n';
+    } else if (app.get_subcommands().empty() &&
+               std::string(e.what()).find("ubcommand") != std::string::npos) {
+      std::cerr << "kvtier: no command given " << kCommands << '\n';
+    } else {
+      std::cerr << "kvtier: " << e.what() << " (see kvtier --help)\n";
+    }
     return kExitError;
   }
 

@@ -141,17 +141,10 @@ Status Connection::Arena(std::shared_ptr<const ArenaMapping>* out) {
   if (Status s = FetchArenaInfo(&info); !s.ok()) return s;
   // Checked against the daemon that answers now. (A reconnect after this marks it again.)
   arena_suspect_.store(false);
-  if (info.generation() != arena_->generation() || info.arena_bytes() != arena_->size()) {
-    // A new daemon: map its arena. Leases of the old one keep the old mapping alive.
-    std::shared_ptr<const ArenaMapping> fresh;
-    if (Status s = MapArena(info, &fresh); !s.ok()) {
-      arena_suspect_.store(true);
-      return s;
-    }
-    arena_ = std::move(fresh);
-  } else if (!arena_->OwnerAlive()) {
-    // Same generation from a process that is not the one that handed out this arena: a daemon
-    // that reuses generations. Map its arena afresh rather than trust the old one.
+  // A new daemon has a new generation; one that reused its predecessor's is caught by the old
+  // owner being gone. Either way map its arena; leases of the old one keep the old mapping alive.
+  if (info.generation() != arena_->generation() || info.arena_bytes() != arena_->size() ||
+      !arena_->OwnerAlive()) {
     std::shared_ptr<const ArenaMapping> fresh;
     if (Status s = MapArena(info, &fresh); !s.ok()) {
       arena_suspect_.store(true);
