@@ -39,7 +39,7 @@ absl::StatusOr<std::unique_ptr<LocalDaemon>> LocalDaemon::Start(
   std::vector<std::string> args = {kvtierd, "--socket", d->socket_path_};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
 
-  auto pid = SpawnUntil(args, "kvtierd ready", absl::Seconds(20), d->log_path_);
+  auto pid = SpawnUntil(args, "kvtierd ready", absl::Seconds(20), d->log_path_, &d->ready_line_);
   if (!pid.ok()) {
     return absl::Status(pid.status().code(),
                         absl::StrCat(pid.status().message(), "; log: ", d->ReadLog()));
@@ -49,7 +49,8 @@ absl::StatusOr<std::unique_ptr<LocalDaemon>> LocalDaemon::Start(
 }
 
 absl::StatusOr<pid_t> SpawnUntil(const std::vector<std::string>& argv, const std::string& marker,
-                                 absl::Duration timeout, const std::string& stderr_path) {
+                                 absl::Duration timeout, const std::string& stderr_path,
+                                 std::string* printed) {
   int out[2];
   if (pipe2(out, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
   pid_t pid = fork();
@@ -84,6 +85,7 @@ absl::StatusOr<pid_t> SpawnUntil(const std::vector<std::string>& argv, const std
     got.append(buf, static_cast<size_t>(n));
   }
   close(out[0]);
+  if (printed != nullptr) *printed = got;
   return pid;
 }
 

@@ -24,6 +24,8 @@ class LocalDaemon {
 
   const std::string& socket_path() const { return socket_path_; }
   const std::string& dir() const { return dir_; }
+  // What it printed on stdout up to and including its ready line.
+  const std::string& ready_line() const { return ready_line_; }
   pid_t pid() const { return pid_; }
   bool Alive();
   // SIGTERM and wait; returns the exit status (as from waitpid), or -1.
@@ -37,13 +39,16 @@ class LocalDaemon {
   std::string dir_;
   std::string socket_path_;
   std::string log_path_;
+  std::string ready_line_;
 };
 
 // Starts a program (stdout to a pipe, stderr to `stderr_path` or inherited when empty) and reads
 // its stdout until `marker` appears or `timeout` passes. Returns the pid (the caller ends it) or
 // an error with what it printed.
+// `printed` (optional) receives what it printed up to then.
 absl::StatusOr<pid_t> SpawnUntil(const std::vector<std::string>& argv, const std::string& marker,
-                                 absl::Duration timeout, const std::string& stderr_path = "");
+                                 absl::Duration timeout, const std::string& stderr_path = "",
+                                 std::string* printed = nullptr);
 
 // Runs a program to completion with a deadline; returns exit code and captured stdout+stderr.
 struct ProcessResult {

@@ -28,9 +28,9 @@ absl::Status CheckListen(const std::string& listen) {
   const size_t colon = listen.rfind(':');
   uint32_t port = 0;
   if (colon == std::string::npos || colon == 0 ||
-      !absl::SimpleAtoi(listen.substr(colon + 1), &port) || port == 0 || port > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("--listen: '%s' is not HOST:PORT (e.g. 127.0.0.1:7070)", listen));
+      !absl::SimpleAtoi(listen.substr(colon + 1), &port) || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--listen: '%s' is not HOST:PORT (e.g. 127.0.0.1:7070; port 0 picks a free one)", listen));
   }
   return absl::OkStatus();
 }

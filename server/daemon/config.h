@@ -11,7 +11,7 @@ namespace kvtier {
 
 struct DaemonConfig {
   std::string socket_path = "./var/kvtier.sock";
-  std::string listen;  // optional HOST:PORT for TCP (admin)
+  std::string listen;  // optional HOST:PORT for TCP (admin); port 0 picks a free one
   uint64_t dram_capacity = 0;
   std::string log_level = "info";
   std::string node_id;

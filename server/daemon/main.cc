@@ -85,16 +85,24 @@ int Run(int argc, char** argv) {
                         config.listen.empty() ? "" : " and " + config.listen)));
   }
   spdlog::info("no GPU tier in this build: running with DRAM only");
+  // The real port, when --listen asked for port 0.
+  const std::string listening =
+      config.listen.empty()
+          ? ""
+          : absl::StrFormat(" listen=%s:%d", config.listen.substr(0, config.listen.rfind(':')),
+                            tcp_port);
   std::printf("kvtierd ready: node=%s socket=%s dram=%s%s pid=%d\n", config.node_id.c_str(),
-              config.socket_path.c_str(), FormatBytes((*arena)->size()).c_str(),
-              config.listen.empty() ? "" : (" listen=" + config.listen).c_str(), getpid());
+              config.socket_path.c_str(), FormatBytes((*arena)->size()).c_str(), listening.c_str(),
+              getpid());
   std::fflush(stdout);
 
   int sig = 0;
   sigwait(&signals, &sig);
   spdlog::info("{} received: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
-  // In-flight calls get a moment to finish; then they are cancelled.
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  // In-flight calls get up to a second to finish (ours never block, so they finish at once);
+  // then they are cancelled. gRPC 1.51 also waits out the whole grace period while any client
+  // keeps an idle connection open, so it is kept short.
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   server->Wait();
   unlink(socket.c_str());
   spdlog::info("stopped");

@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "absl/strings/str_cat.h"
 #include "common/block_key.h"
 #include "kvtier/v1/kvtier.grpc.pb.h"
 #include "tests/integration/daemon_fixture.h"
@@ -179,6 +180,25 @@ TEST_F(BadInputTest, GarbageOnTheSocket) {
     }
   }
   // TearDown checks the daemon still answers.
+}
+
+TEST(ListenTest, AdminCallsOverTcpOnLoopback) {
+  auto daemon = LocalDaemon::Start(BinPath("kvtierd"),
+                                   {"--dram-capacity", "8MiB", "--listen", "127.0.0.1:0"});
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+  const std::string& line = (*daemon)->ready_line();
+  const size_t at = line.find("listen=127.0.0.1:");
+  ASSERT_NE(at, std::string::npos) << line;
+  const int port = std::atoi(line.c_str() + at + std::strlen("listen=127.0.0.1:"));
+  ASSERT_GT(port, 0) << line;
+  auto stub = v1::KvTier::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  v1::StatsResponse stats;
+  ASSERT_TRUE(stub->Stats(&ctx, v1::StatsRequest(), &stats).ok());
+  ASSERT_EQ(stats.tiers_size(), 1);
+  EXPECT_EQ(stats.tiers(0).capacity_bytes(), 8u << 20);
 }
 
 }  // namespace
