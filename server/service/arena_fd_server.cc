@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
+#include "common/fd_passing.h"
 #include "spdlog/spdlog.h"
 
 namespace kvtier {
@@ -56,20 +57,7 @@ void ArenaFdServer::Serve() {
     if (poll(&p, 1, 100) <= 0) continue;
     int conn = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (conn < 0) continue;
-    uint64_t gen = generation_;
-    iovec iov{&gen, sizeof(gen)};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(cm), &arena_fd_, sizeof(int));
-    if (sendmsg(conn, &msg, MSG_NOSIGNAL) < 0) {
+    if (!SendFdWithWord(conn, arena_fd_, generation_)) {
       spdlog::debug("arena fd hand-out failed: {}", std::strerror(errno));
     }
     close(conn);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/block_key.h"
+#include "common/fd_passing.h"
 #include "common/namespace_layout.h"
 #include "grpcpp/grpcpp.h"
 #include "kvtier/v1/kvtier.grpc.pb.h"
@@ -320,20 +321,7 @@ class FakeDaemon::Impl final : public v1::KvTier::Service {
     for (;;) {
       const int conn = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
       if (conn < 0) return;  // shut down
-      uint64_t generation = generation_;
-      iovec iov{&generation, sizeof(generation)};
-      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-      msghdr msg{};
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof(control);
-      cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int));
-      std::memcpy(CMSG_DATA(c), &memfd_, sizeof(int));
-      (void)sendmsg(conn, &msg, MSG_NOSIGNAL);
+      (void)SendFdWithWord(conn, memfd_, generation_);
       ::close(conn);
     }
   }
