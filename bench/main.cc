@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "bench/dram_bench.h"
+#include "bench/trace_bench.h"
 #include "common/size.h"
 
 using kvtier::bench::Result;
@@ -21,7 +22,8 @@ bool ParseSizeFlag(const std::string& text, const char* flag, uint64_t* out) {
   return true;
 }
 
-int Report(const absl::StatusOr<std::vector<Result>>& results, bool json) {
+int Report(const absl::StatusOr<std::vector<Result>>& results, bool json,
+           std::string (*format)(const Result&) = kvtier::bench::FormatResult) {
   if (!results.ok()) {
     std::fprintf(stderr, "kvtier-bench: %s\n", results.status().ToString().c_str());
     return 1;
@@ -29,7 +31,7 @@ int Report(const absl::StatusOr<std::vector<Result>>& results, bool json) {
   if (json) {
     std::printf("%s\n", kvtier::bench::ResultsJson(*results).c_str());
   } else {
-    for (const Result& r : *results) std::printf("%s\n", kvtier::bench::FormatResult(r).c_str());
+    for (const Result& r : *results) std::printf("%s\n", format(r).c_str());
   }
   return 0;
 }
@@ -52,10 +54,31 @@ int main(int argc, char** argv) {
   dram_cmd->add_option("--lookups", dram.lookups, "Lookup calls timed")->capture_default_str();
   dram_cmd->add_option("--socket", dram.socket, "Use this daemon instead of starting one");
 
+  kvtier::bench::TraceBenchOptions trace;
+  std::string trace_block = "16KiB", trace_dram, trace_nvme;
+  CLI::App* trace_cmd =
+      app.add_subcommand("trace", "Replay a Mooncake trace: block hit ratio vs LRU and best case");
+  trace_cmd->add_option("--trace", trace.trace, "Trace file (JSONL, Mooncake format)")
+      ->capture_default_str();
+  trace_cmd->add_option("--block-bytes", trace_block, "Bytes per trace block (512 tokens)")
+      ->capture_default_str();
+  trace_cmd->add_option("--dram", trace_dram, "Daemon DRAM capacity")->required();
+  trace_cmd->add_option("--nvme", trace_nvme, "Daemon NVMe capacity (default: DRAM only)");
+  trace_cmd->add_option("--limit", trace.limit, "Replay the first N requests (0: all)")
+      ->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
   if (dram_cmd->parsed()) {
     if (!ParseSizeFlag(dram_block, "--block-size", &dram.block_bytes)) return 2;
     return Report(kvtier::bench::RunDramBench(dram), json);
+  }
+  if (trace_cmd->parsed()) {
+    if (!ParseSizeFlag(trace_block, "--block-bytes", &trace.block_bytes) ||
+        !ParseSizeFlag(trace_dram, "--dram", &trace.dram_bytes) ||
+        (!trace_nvme.empty() && !ParseSizeFlag(trace_nvme, "--nvme", &trace.nvme_bytes))) {
+      return 2;
+    }
+    return Report(kvtier::bench::RunTraceBench(trace), json, kvtier::bench::FormatTraceResult);
   }
   return 2;
 }
