@@ -21,11 +21,13 @@ Table TierTable(const std::vector<TierStats>& tiers) {
                {"BLOCKS", Align::kRight},
                {"HITS", Align::kRight},
                {"MISSES", Align::kRight},
-               {"EVICTIONS", Align::kRight}});
+               {"EVICTIONS", Align::kRight},
+               {"STATUS"}});
   for (const auto& t : tiers) {
     table.AddRow({t.name, FormatSize(t.capacity_bytes), FormatSize(t.used_bytes),
                   FormatPercent(t.used_bytes, t.capacity_bytes), std::to_string(t.blocks),
-                  std::to_string(t.hits), std::to_string(t.misses), std::to_string(t.evictions)});
+                  std::to_string(t.hits), std::to_string(t.misses), std::to_string(t.evictions),
+                  t.status.empty() ? "ok" : t.status});
   }
   return table;
 }

@@ -15,6 +15,7 @@ nlohmann::json TierToJson(const TierStats& tier) {
       {"evictions", tier.evictions},
       {"bytes_in", tier.bytes_in},
       {"bytes_out", tier.bytes_out},
+      {"status", tier.status},
   };
 }
 

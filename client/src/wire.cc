@@ -95,6 +95,7 @@ TierStats FromProtoTierStats(const v1::TierStats& in) {
   out.evictions = in.evictions();
   out.bytes_in = in.bytes_in();
   out.bytes_out = in.bytes_out();
+  out.status = in.status().empty() ? "ok" : in.status();
   return out;
 }
 

@@ -82,6 +82,18 @@ absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_
   app.add_option("--reaper-period-ms", config.reaper_period_ms,
                  "How often expired leases are ended")
       ->capture_default_str();
+  std::string nvme_capacity;
+  app.add_option("--nvme-path", config.nvme_path,
+                 "NVMe tier: a file (created and preallocated) or a block device, opened O_DIRECT");
+  app.add_option("--nvme-capacity", nvme_capacity, "NVMe tier size, e.g. 64GiB");
+  app.add_option("--nvme-queue-depth", config.nvme_queue_depth, "io_uring operations in flight")
+      ->capture_default_str();
+  app.add_option("--demote-watermark", config.demote_watermark,
+                 "Fraction of DRAM in use above which cold blocks are written to NVMe")
+      ->capture_default_str();
+  app.add_option("--nvme-fail-writes-after", config.nvme_fail_writes_after,
+                 "Testing only: NVMe writes fail with EIO after this many")
+      ->group("");  // hidden from --help
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -124,6 +136,23 @@ absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_
   if (config.max_batch == 0 || config.max_batch > 65536) {
     return absl::InvalidArgumentError(
         absl::StrFormat("--max-batch: %d must be between 1 and 65536", config.max_batch));
+  }
+  if (!config.nvme_path.empty() || !nvme_capacity.empty()) {
+    if (config.nvme_path.empty()) {
+      return absl::InvalidArgumentError("--nvme-capacity: given without --nvme-path");
+    }
+    if (nvme_capacity.empty()) {
+      return absl::InvalidArgumentError("--nvme-path: needs --nvme-capacity (e.g. 64GiB)");
+    }
+    auto size = ParseSize(nvme_capacity, "--nvme-capacity");
+    if (!size.ok()) return size.status();
+    config.nvme_capacity = *size;
+  }
+  if (config.nvme_queue_depth == 0 || config.nvme_queue_depth > 4096) {
+    return absl::InvalidArgumentError("--nvme-queue-depth: must be between 1 and 4096");
+  }
+  if (!(config.demote_watermark > 0 && config.demote_watermark <= 1)) {
+    return absl::InvalidArgumentError("--demote-watermark: must be in (0, 1]");
   }
   if (config.reaper_period_ms <= 0 || config.reaper_period_ms > 10'000) {
     return absl::InvalidArgumentError("--reaper-period-ms: must be between 1 and 10000");

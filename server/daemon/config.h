@@ -19,6 +19,12 @@ struct DaemonConfig {
   uint32_t max_lease_ms = 600'000;
   uint32_t max_batch = 4096;
   int reaper_period_ms = 100;
+  // NVMe tier: off unless a path is given.
+  std::string nvme_path;
+  uint64_t nvme_capacity = 0;
+  uint32_t nvme_queue_depth = 32;
+  double demote_watermark = 0.8;
+  uint64_t nvme_fail_writes_after = 0;  // test hook: inject EIO after N writes
 };
 
 // Default DRAM capacity: a quarter of physical memory, at most 4 GiB, at least 64 MiB.

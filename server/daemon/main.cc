@@ -12,10 +12,12 @@
 #include "common/size.h"
 #include "server/daemon/config.h"
 #include "server/dram/arena.h"
+#include "server/nvme/nvme_store.h"
 #include "server/service/arena_fd_server.h"
 #include "server/service/kvtier_service.h"
 #include "server/service/lease_reaper.h"
 #include "server/store/block_store.h"
+#include "server/store/tier_mover.h"
 #include "spdlog/spdlog.h"
 
 namespace kvtier {
@@ -53,7 +55,26 @@ int Run(int argc, char** argv) {
   store_options.default_lease_ms = config.lease_ms;
   store_options.max_lease_ms = config.max_lease_ms;
   store_options.max_batch_keys = config.max_batch;
+  store_options.demote_watermark = config.demote_watermark;
   BlockStore store((*arena)->size(), store_options);
+
+  // The NVMe tier, when asked for: its device is scanned and what is intact served again.
+  std::unique_ptr<NvmeStore> nvme;
+  std::unique_ptr<TierMover> mover;
+  if (!config.nvme_path.empty()) {
+    NvmeOptions nvme_options;
+    nvme_options.path = config.nvme_path;
+    nvme_options.capacity = config.nvme_capacity;
+    nvme_options.queue_depth = config.nvme_queue_depth;
+    nvme_options.fail_writes_after = config.nvme_fail_writes_after;
+    std::vector<RecoveredBlock> recovered;
+    auto opened = NvmeStore::Open(nvme_options, (*arena)->base(), (*arena)->size(), &recovered);
+    if (!opened.ok()) return Fail(opened.status());
+    nvme = std::move(*opened);
+    store.AttachNvme(nvme.get(), (*arena)->base());
+    store.AdoptRecovered(recovered);
+    mover = std::make_unique<TierMover>(&store, /*batch=*/32, /*idle_ms=*/5);
+  }
 
   const std::string socket = std::filesystem::absolute(config.socket_path).string();
   const std::string fd_socket = socket + ".arena";
@@ -104,6 +125,7 @@ int Run(int argc, char** argv) {
   // keeps an idle connection open, so it is kept short.
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   server->Wait();
+  mover.reset();  // before the store and the device it writes to
   unlink(socket.c_str());
   spdlog::info("stopped");
   return 0;

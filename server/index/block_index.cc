@@ -8,8 +8,8 @@ const char* BlockStateName(BlockState state) {
       return "writing";
     case BlockState::kReady:
       return "ready";
-    case BlockState::kEvicting:
-      return "evicting";
+    case BlockState::kPromoting:
+      return "promoting";
   }
   return "unknown";
 }

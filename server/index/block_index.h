@@ -23,27 +23,36 @@ struct BlockId {
 };
 
 enum class BlockState : uint8_t {
-  kWriting,   // slot reserved under a write lease, bytes not committed; invisible to readers
-  kReady,     // readable
-  kEvicting,  // on its way out of this tier (used by tier movers)
+  kWriting,    // DRAM slot reserved under a write lease, bytes not committed; invisible to readers
+  kReady,      // readable from the tiers it is in
+  kPromoting,  // on NVMe, being read into its DRAM slot; readers wait for that one IO
 };
 const char* BlockStateName(BlockState state);
 
 inline constexpr uint64_t kNoLease = 0;
 
+// One block and the copies it has: a DRAM slot, an NVMe record, or both (a clean DRAM copy).
 struct BlockEntry {
-  uint64_t offset = 0;      // arena offset of the slot
-  uint64_t bytes = 0;       // block size (the slot may be larger)
-  uint64_t slot_bytes = 0;  // size class
+  uint64_t bytes = 0;  // block size
   BlockState state = BlockState::kWriting;
-  uint32_t readers = 0;  // read leases holding it
+
+  bool in_dram = false;     // offset/slot_bytes name a DRAM slot holding (or receiving) it
+  uint64_t offset = 0;      // arena offset of the slot
+  uint64_t slot_bytes = 0;  // size class
+
+  bool on_nvme = false;  // a verified copy sits in an NVMe record
+  uint32_t nvme_region = 0;
+  uint64_t nvme_offset = 0;
+
+  uint32_t readers = 0;  // read leases (and promotions) holding it
+  uint32_t io_pins = 0;  // NVMe writes reading its DRAM slot
   uint64_t write_lease = kNoLease;
   Key128 parent;                  // previous block of its chain (zero: chain start or unknown)
   bool linked_to_parent = false;  // counted in the parent's `children`
   uint32_t children = 0;          // resident blocks whose parent this is
   bool visited = false;           // SIEVE mark: read since the hand last passed
   uint64_t hits = 0;
-  uint64_t checksum = 0;  // xxh3-64 given at commit, 0 = none
+  uint64_t checksum = 0;  // XXH3-64 of the bytes: given at commit, or computed on demotion
   int64_t created_ms = 0;
 };
 

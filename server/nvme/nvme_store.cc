@@ -166,7 +166,9 @@ absl::Status NvmeStore::Scan(std::vector<RecoveredBlock>* recovered) {
 }
 
 absl::StatusOr<uint32_t> NvmeStore::RegionForLocked(uint64_t record_bytes,
-                                                    std::vector<NvmeKey>* evicted) {
+                                                    std::vector<NvmeKey>* evicted,
+                                                    int64_t* evicted_region, bool* opened) {
+  *opened = false;
   if (open_region_ >= 0 && regions_[open_region_].write_ptr + record_bytes <= region_bytes_) {
     return static_cast<uint32_t>(open_region_);
   }
@@ -187,6 +189,7 @@ absl::StatusOr<uint32_t> NvmeStore::RegionForLocked(uint64_t record_bytes,
     if (pick < 0) return absl::ResourceExhaustedError("nvme: every region has writes in flight");
     Region& old = regions_[pick];
     evicted->insert(evicted->end(), old.records.begin(), old.records.end());
+    *evicted_region = pick;
     counters_.used_bytes -= old.write_ptr;
     ++counters_.regions_evicted;
     old = Region{};
@@ -196,17 +199,24 @@ absl::StatusOr<uint32_t> NvmeStore::RegionForLocked(uint64_t record_bytes,
   fresh.write_ptr = kPage;
   counters_.used_bytes += kPage;
   open_region_ = pick;
-  // The region header goes out first; a crash before it lands only loses this region's records.
+  ++fresh.pending_writes;  // the header write, started by the caller
+  *opened = true;
+  return static_cast<uint32_t>(pick);
+}
+
+void NvmeStore::WriteRegionHeader(uint32_t r) {
+  // A crash before the header lands only loses this region's records: the scan skips it.
   nvme::RegionHeader rh;
-  rh.seq = fresh.seq;
+  {
+    absl::MutexLock lock(&mu_);
+    rh.seq = regions_[r].seq;
+  }
   rh.region_bytes = region_bytes_;
   rh.checksum = nvme::HeaderChecksum(rh);
-  std::byte* page = region_header_pages_ + static_cast<uint64_t>(pick) * kPage;
+  std::byte* page = region_header_pages_ + static_cast<uint64_t>(r) * kPage;
   std::memset(page, 0, kPage);
   std::memcpy(page, &rh, sizeof(rh));
-  ++fresh.pending_writes;
-  const uint32_t r = static_cast<uint32_t>(pick);
-  engine_->Writev({{page, kPage}}, static_cast<uint64_t>(pick) * region_bytes_, [this, r](int res) {
+  engine_->Writev({{page, kPage}}, static_cast<uint64_t>(r) * region_bytes_, [this, r](int res) {
     absl::MutexLock lock(&mu_);
     --regions_[r].pending_writes;
     if (res != static_cast<int>(kPage)) {
@@ -215,7 +225,6 @@ absl::StatusOr<uint32_t> NvmeStore::RegionForLocked(uint64_t record_bytes,
           absl::StrFormat("region header write failed: %s", std::strerror(res < 0 ? -res : EIO)));
     }
   });
-  return r;
 }
 
 void NvmeStore::Degrade(const std::string& why) {
@@ -229,6 +238,8 @@ void NvmeStore::Write(const NvmeKey& id, const std::byte* src, uint64_t bytes, u
                       WriteDone done) {
   const uint64_t record = nvme::RecordBytes(bytes);
   std::vector<NvmeKey> evicted;
+  int64_t evicted_region = -1;
+  bool opened = false;
   uint32_t region = 0;
   uint64_t offset = 0, seq = 0;
   bool inject_error = false;
@@ -244,7 +255,7 @@ void NvmeStore::Write(const NvmeKey& id, const std::byte* src, uint64_t bytes, u
                                                       FormatBytes(region_bytes_))));
       return;
     }
-    auto r = RegionForLocked(record, &evicted);
+    auto r = RegionForLocked(record, &evicted, &evicted_region, &opened);
     if (!r.ok()) {
       done(r.status());
       return;
@@ -257,9 +268,12 @@ void NvmeStore::Write(const NvmeKey& id, const std::byte* src, uint64_t bytes, u
     ++reg.pending_writes;
     seq = reg.seq;
     counters_.used_bytes += record;
-    inject_error = fail_writes_after_ != 0 && writes_ok_ >= fail_writes_after_;
+    inject_error = fail_writes_after_ != 0 && writes_started_ >= fail_writes_after_;
+    ++writes_started_;
   }
-  if (!evicted.empty() && on_evicted_) on_evicted_(evicted);
+  if (opened) WriteRegionHeader(region);
+  if (evicted_region >= 0 && on_evicted_)
+    on_evicted_(static_cast<uint32_t>(evicted_region), evicted);
 
   auto header = std::shared_ptr<std::byte>(AllocPages(kPage).release(), AlignedFree());
   std::memset(header.get(), 0, kPage);
@@ -284,7 +298,6 @@ void NvmeStore::Write(const NvmeKey& id, const std::byte* src, uint64_t bytes, u
                                 res < 0 ? std::strerror(-res) : "short write"));
         status = absl::UnavailableError("nvme: write failed");
       } else {
-        ++writes_ok_;
         counters_.bytes_in += bytes;
       }
     }

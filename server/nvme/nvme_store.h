@@ -63,8 +63,8 @@ class NvmeStore {
  public:
   using WriteDone = std::function<void(absl::StatusOr<NvmeLocation>)>;
   using ReadDone = std::function<void(absl::Status)>;
-  // Told (outside any NvmeStore lock) which records were lost when a region was given back.
-  using EvictedFn = std::function<void(const std::vector<NvmeKey>&)>;
+  // Told (outside any NvmeStore lock) which records were lost when `region` was given back.
+  using EvictedFn = std::function<void(uint32_t region, const std::vector<NvmeKey>&)>;
 
   // Opens or creates the device, checks it (errors name --nvme-path / --nvme-capacity), registers
   // `arena` for fixed-buffer reads, and scans it: every intact record is put in *recovered.
@@ -100,9 +100,13 @@ class NvmeStore {
 
   NvmeStore(int fd, std::string path, uint64_t region_bytes, uint64_t num_regions);
   absl::Status Scan(std::vector<RecoveredBlock>* recovered);
-  // A region with room for `record_bytes`, opening (and if need be evicting) one.
-  absl::StatusOr<uint32_t> RegionForLocked(uint64_t record_bytes, std::vector<NvmeKey>* evicted)
+  // A region with room for `record_bytes`, opening (and if need be evicting) one. A newly opened
+  // region's header page must then be written with WriteRegionHeader (outside mu_: nothing is
+  // submitted to the engine under a lock its completions take).
+  absl::StatusOr<uint32_t> RegionForLocked(uint64_t record_bytes, std::vector<NvmeKey>* evicted,
+                                           int64_t* evicted_region, bool* opened)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WriteRegionHeader(uint32_t region);
   void Degrade(const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   int fd_;
@@ -118,7 +122,7 @@ class NvmeStore {
   std::vector<Region> regions_ ABSL_GUARDED_BY(mu_);
   int64_t open_region_ ABSL_GUARDED_BY(mu_) = -1;
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
-  uint64_t writes_ok_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t writes_started_ ABSL_GUARDED_BY(mu_) = 0;
   NvmeCounters counters_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -31,6 +31,9 @@ class EvictionPolicy {
   // Offers candidates to `judge` in policy order until one is evicted (that slot is returned and
   // already removed from the policy) or every resident block was offered twice (nullopt).
   virtual std::optional<uint64_t> EvictOne(const Judge& judge) = 0;
+  // Calls fn(slot) from the next victim on, coldest first, until fn returns false or every
+  // block was offered once. Changes nothing (the tier mover picks blocks to write down with it).
+  virtual void ForEachColdest(const std::function<bool(uint64_t slot)>& fn) const = 0;
 };
 
 }  // namespace kvtier

@@ -33,6 +33,7 @@ void SievePolicy::Remove(uint64_t slot) {
 std::optional<uint64_t> SievePolicy::EvictOne(const Judge& judge) {
   // Two full rounds: the first may only clear visited bits.
   const size_t budget = 2 * nodes_.size() + 1;
+  const uint64_t start = hand_;
   for (size_t step = 0; step < budget && !nodes_.empty(); ++step) {
     if (hand_ == kNil) hand_ = tail_;
     const uint64_t candidate = hand_;
@@ -43,7 +44,19 @@ std::optional<uint64_t> SievePolicy::EvictOne(const Judge& judge) {
     }
     hand_ = next;
   }
+  // Nothing could go: leave the hand where it was, so that a scan that only met pinned blocks
+  // (e.g. looking for clean ones first) does not change what goes next.
+  hand_ = start;
   return std::nullopt;
+}
+
+void SievePolicy::ForEachColdest(const std::function<bool(uint64_t slot)>& fn) const {
+  uint64_t at = hand_ == kNil ? tail_ : hand_;
+  for (size_t seen = 0; seen < nodes_.size() && at != kNil; ++seen) {
+    if (!fn(at)) return;
+    at = nodes_.at(at).newer;
+    if (at == kNil) at = tail_;  // wrap, as the hand does
+  }
 }
 
 }  // namespace kvtier

@@ -19,6 +19,7 @@ class SievePolicy final : public EvictionPolicy {
   void Remove(uint64_t slot) override;
   size_t size() const override { return nodes_.size(); }
   std::optional<uint64_t> EvictOne(const Judge& judge) override;
+  void ForEachColdest(const std::function<bool(uint64_t slot)>& fn) const override;
 
  private:
   static constexpr uint64_t kNil = ~0ULL;

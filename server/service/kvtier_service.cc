@@ -118,16 +118,25 @@ grpc::ServerUnaryReactor* KvTierService::Commit(grpc::CallbackServerContext* ctx
 grpc::ServerUnaryReactor* KvTierService::Acquire(grpc::CallbackServerContext* ctx,
                                                  const v1::AcquireRequest* req,
                                                  v1::AcquireResponse* resp) {
-  return Handle(ctx, [&]() -> absl::Status {
-    KVTIER_ASSIGN_OR_RETURN_STATUS(keys, DecodeKeys(req->keys(), "keys"));
-    KVTIER_ASSIGN_OR_RETURN_STATUS(grant,
-                                   store_->Acquire(req->namespace_id(), keys, req->lease_ms()));
-    resp->set_lease_id(grant.lease_id);
-    resp->mutable_offsets()->Assign(grant.offsets.begin(), grant.offsets.end());
-    resp->set_block_bytes(grant.block_bytes);
-    resp->set_lease_ms(grant.lease_ms);
-    return absl::OkStatus();
-  });
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  auto keys = DecodeKeys(req->keys(), "keys");
+  if (!keys.ok()) {
+    reactor->Finish(ToGrpc(keys.status()));
+    return reactor;
+  }
+  // Blocks on NVMe are read into DRAM first: the call finishes when they are there.
+  store_->AcquireAsync(req->namespace_id(), *keys, req->lease_ms(),
+                       [reactor, resp](absl::StatusOr<ReadGrant> grant) {
+                         if (grant.ok()) {
+                           resp->set_lease_id(grant->lease_id);
+                           resp->mutable_offsets()->Assign(grant->offsets.begin(),
+                                                           grant->offsets.end());
+                           resp->set_block_bytes(grant->block_bytes);
+                           resp->set_lease_ms(grant->lease_ms);
+                         }
+                         reactor->Finish(ToGrpc(grant.status()));
+                       });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* KvTierService::Release(grpc::CallbackServerContext* ctx,

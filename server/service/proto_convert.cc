@@ -56,6 +56,7 @@ void ToProto(const TierCounters& t, v1::TierStats* p) {
   p->set_evictions(t.evictions);
   p->set_bytes_in(t.bytes_in);
   p->set_bytes_out(t.bytes_out);
+  p->set_status(t.status);
 }
 
 }  // namespace kvtier

@@ -45,6 +45,15 @@ absl::StatusOr<uint32_t> BlockStore::LeaseMs(uint32_t asked) const {
 absl::StatusOr<NamespaceRecord*> BlockStore::RegisterNamespace(const NamespaceLayout& layout,
                                                                bool* created) {
   ASSIGN_OR_RETURN(NamespaceRecord * record, registry_.Register(layout, created));
+  if (*created) {
+    // Blocks of this namespace may already be here: found on NVMe at start-up.
+    uint64_t found = 0;
+    index_.ForEach([&](const BlockId& id, BlockEntry& e) {
+      if (id.ns == record->id && e.state != BlockState::kWriting) ++found;
+      return true;
+    });
+    record->blocks.store(found, std::memory_order_relaxed);
+  }
   uint64_t capacity;
   {
     absl::MutexLock lock(&space_mu_);
@@ -64,13 +73,15 @@ absl::StatusOr<LookupAnswer> BlockStore::Lookup(uint64_t ns, std::span<const Key
   LookupAnswer answer;
   for (const Key128& key : keys) {
     const BlockId id{ns, key};
-    const bool present = index_.WithShard(id, [&](BlockIndex::Map& map) {
+    const TierId tier = index_.WithShard(id, [&](BlockIndex::Map& map) {
       auto it = map.find(id);
-      return it != map.end() && it->second.state == BlockState::kReady;
+      if (it == map.end() || it->second.state == BlockState::kWriting) return TierId::kNone;
+      const BlockEntry& e = it->second;
+      return e.state == BlockState::kReady && e.in_dram ? TierId::kDram : TierId::kNvme;
     });
-    if (!present) break;
+    if (tier == TierId::kNone) break;
     ++answer.prefix_blocks;
-    answer.tiers.push_back(TierId::kDram);
+    answer.tiers.push_back(tier);
   }
   lookups_.fetch_add(1, std::memory_order_relaxed);
   lookup_keys_.fetch_add(keys.size(), std::memory_order_relaxed);
@@ -114,6 +125,7 @@ absl::StatusOr<WriteGrant> BlockStore::Allocate(uint64_t ns_id, std::span<const 
           FormatBytes(allocator_.capacity())));
     }
     BlockEntry entry;
+    entry.in_dram = true;
     entry.offset = *offset;
     entry.bytes = ns->block_bytes;
     entry.slot_bytes = slot_bytes;
@@ -193,45 +205,10 @@ absl::StatusOr<uint32_t> BlockStore::Commit(uint64_t lease_id, std::span<const K
     PolicyLocked(slot_bytes).Insert(offset);
   }
   ns->blocks.fetch_add(targets.size(), std::memory_order_relaxed);
-  ready_blocks_.fetch_add(targets.size(), std::memory_order_relaxed);
+  dram_blocks_.fetch_add(targets.size(), std::memory_order_relaxed);
   bytes_in_.fetch_add(targets.size() * ns->block_bytes, std::memory_order_relaxed);
   leases_.RemoveKeys(lease_id, targets);
   return static_cast<uint32_t>(targets.size());
-}
-
-absl::StatusOr<ReadGrant> BlockStore::Acquire(uint64_t ns_id, std::span<const Key128> keys,
-                                              uint32_t lease_ms) {
-  RETURN_IF_ERROR(CheckBatch(keys.size(), "keys"));
-  ASSIGN_OR_RETURN(NamespaceRecord * ns, registry_.Find(ns_id));
-  ASSIGN_OR_RETURN(const uint32_t lease, LeaseMs(lease_ms));
-  ReadGrant grant;
-  grant.block_bytes = ns->block_bytes;
-  grant.lease_ms = lease;
-  std::vector<Key128> held;
-  for (const Key128& key : keys) {
-    const BlockId id{ns_id, key};
-    std::optional<uint64_t> offset =
-        index_.WithShard(id, [&](BlockIndex::Map& map) -> std::optional<uint64_t> {
-          auto it = map.find(id);
-          if (it == map.end() || it->second.state != BlockState::kReady) return std::nullopt;
-          BlockEntry& e = it->second;
-          ++e.readers;
-          ++e.hits;
-          e.visited = true;
-          return e.offset;
-        });
-    if (!offset) break;
-    grant.offsets.push_back(*offset);
-    held.push_back(key);
-  }
-  hits_.fetch_add(held.size(), std::memory_order_relaxed);
-  misses_.fetch_add(keys.size() - held.size(), std::memory_order_relaxed);
-  bytes_out_.fetch_add(held.size() * ns->block_bytes, std::memory_order_relaxed);
-  if (!held.empty()) {
-    grant.lease_id =
-        leases_.Add(Lease{0, LeaseKind::kRead, ns_id, NowMs() + lease, std::move(held)});
-  }
-  return grant;
 }
 
 absl::StatusOr<uint32_t> BlockStore::Release(std::span<const uint64_t> lease_ids) {

@@ -3,8 +3,9 @@
 // translates). It hands out arena offsets and never touches block bytes itself: clients copy into
 // and out of the shared arena.
 //
-// Thread-safe. Lock order: space_mu_ -> one BlockIndex shard at a time; LeaseTable and
-// NamespaceRegistry locks are leaves. Reads (Lookup, Acquire, read Release) take shard locks
+// Thread-safe. Lock order: space_mu_ -> one BlockIndex shard at a time -> promo_mu_; LeaseTable
+// and NamespaceRegistry locks are leaves. Nothing is submitted to the NVMe engine while any of
+// these is held (its completions take them). Reads (Lookup, Acquire, read Release) take shard locks
 // only; writes, drops and evictions also take space_mu_, once per batch.
 #pragma once
 
@@ -25,6 +26,7 @@
 #include "server/index/block_index.h"
 #include "server/index/lease_table.h"
 #include "server/index/namespace_registry.h"
+#include "server/nvme/nvme_store.h"
 #include "server/policy/eviction_policy.h"
 
 namespace kvtier {
@@ -33,6 +35,9 @@ struct StoreOptions {
   uint32_t default_lease_ms = 30'000;
   uint32_t max_lease_ms = 600'000;
   uint32_t max_batch_keys = 4096;
+  // With an NVMe tier: above this fraction of DRAM in use, the mover writes the coldest
+  // DRAM-only blocks down, so eviction finds clean copies to drop.
+  double demote_watermark = 0.8;
   // Milliseconds on a monotonic clock; tests inject their own to drive lease expiry.
   std::function<int64_t()> now_ms;
 };
@@ -77,6 +82,7 @@ struct TierCounters {
   uint64_t evictions = 0;
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
+  std::string status = "ok";  // or "degraded: <why>"
 };
 
 struct StoreStats {
@@ -118,7 +124,12 @@ class BlockStore {
   // every key before changing any.
   absl::StatusOr<uint32_t> Commit(uint64_t lease_id, std::span<const Key128> keys,
                                   std::span<const uint64_t> checksums);
-  // Pins the leading present keys under a read lease.
+  // Pins the leading present keys under a read lease. Blocks only on NVMe are first read into
+  // DRAM (one IO per block, shared by concurrent readers); `done` runs once they are there, on
+  // the IO thread or the caller's. A block whose read fails ends the prefix (a miss).
+  using AcquireDone = std::function<void(absl::StatusOr<ReadGrant>)>;
+  void AcquireAsync(uint64_t ns, std::span<const Key128> keys, uint32_t lease_ms, AcquireDone done);
+  // AcquireAsync, waiting for the answer.
   absl::StatusOr<ReadGrant> Acquire(uint64_t ns, std::span<const Key128> keys, uint32_t lease_ms);
   // Ends leases: a read lease unpins, an uncommitted write lease frees its slots. Unknown ids are
   // NOT_FOUND (the known ones are still released).
@@ -132,20 +143,38 @@ class BlockStore {
   // Ends every lease whose deadline has passed; returns how many. Run by the lease reaper.
   size_t ExpireLeases();
 
+  // Adds the NVMe tier under DRAM. `arena` is the DRAM arena's base (the IO buffers). Call
+  // before serving; the store does not own `nvme`.
+  void AttachNvme(NvmeStore* nvme, std::byte* arena);
+  // Takes in the blocks found on the device at start-up (warm restart).
+  void AdoptRecovered(const std::vector<RecoveredBlock>& blocks);
+  // Starts NVMe writes of up to `max_blocks` of the coldest DRAM-only blocks when DRAM use is
+  // over the watermark; returns how many it started. Run by the TierMover.
+  size_t DemoteSome(size_t max_blocks);
+
   int64_t NowMs() const { return options_.now_ms(); }
   const StoreOptions& options() const { return options_; }
 
  private:
+  struct AcquireJob;
   absl::Status CheckBatch(size_t n, const char* field) const;
   absl::StatusOr<uint32_t> LeaseMs(uint32_t asked) const;
 
   // Space management; all under space_mu_.
   std::optional<uint64_t> AllocateSlotLocked(uint64_t slot_bytes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(space_mu_);
-  bool EvictFromClassLocked(uint64_t slot_bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(space_mu_);
-  // After an entry left the index: unlink it from its parent, free its slot, count it.
-  void ForgetLocked(const BlockId& id, const BlockEntry& gone, bool was_ready)
+  // Evicts one block of the size class. Clean blocks (also on NVMe) only lose their DRAM copy;
+  // dirty ones are dropped whole, and only when `allow_dirty`.
+  bool EvictFromClassLocked(uint64_t slot_bytes, bool allow_dirty)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(space_mu_);
+  // Gives a DRAM slot back (its entry no longer names it).
+  void FreeSlotLocked(uint64_t offset, uint64_t slot_bytes, bool was_ready)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(space_mu_);
+  // After an entry left the index: free its slot, unlink it from its parent, count it.
+  void ForgetLocked(const BlockId& id, const BlockEntry& gone)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(space_mu_);
+  // The same for an entry with no DRAM slot.
+  void ForgetNvmeOnly(const BlockId& id, const BlockEntry& gone);
   // Removes a still-uncommitted block of `lease_id`; false if it is not one.
   bool DiscardWritingLocked(const BlockId& id, uint64_t lease_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(space_mu_);
@@ -156,6 +185,12 @@ class BlockStore {
   void UnlinkFromParent(const BlockId& parent);
 
   void EndLease(const Lease& lease);
+  // NVMe tier plumbing (block_store_tiers.cc).
+  void OnNvmeEvicted(uint32_t region, const std::vector<NvmeKey>& keys);
+  void StartPromotion(const BlockId& id, uint64_t bytes, uint64_t checksum, NvmeLocation at);
+  void FinishPromotion(const BlockId& id, uint64_t slot, uint64_t slot_bytes, absl::Status status);
+  void FinishAcquire(const std::shared_ptr<AcquireJob>& job);
+  bool NvmeWritable();
 
   StoreOptions options_;
   NamespaceRegistry registry_;
@@ -168,7 +203,15 @@ class BlockStore {
       ABSL_GUARDED_BY(space_mu_);  // per slot size
   absl::flat_hash_map<uint64_t, BlockId> slot_owner_ ABSL_GUARDED_BY(space_mu_);
 
-  std::atomic<uint64_t> ready_blocks_{0};
+  NvmeStore* nvme_ = nullptr;  // null: no NVMe tier
+  std::byte* arena_ = nullptr;
+  // Promotions in flight: who waits for each (ok, slot offset). Lock order: shard -> promo_mu_.
+  absl::Mutex promo_mu_;
+  absl::flat_hash_map<BlockId, std::vector<std::function<void(bool, uint64_t)>>> promo_waiters_
+      ABSL_GUARDED_BY(promo_mu_);
+
+  std::atomic<uint64_t> dram_blocks_{0}, nvme_blocks_{0};
+  std::atomic<uint64_t> promotions_{0}, promote_failures_{0}, demotions_{0}, nvme_lost_{0};
   std::atomic<uint64_t> hits_{0}, misses_{0}, evictions_{0}, bytes_in_{0}, bytes_out_{0};
   std::atomic<uint64_t> lookups_{0}, lookup_keys_{0}, lookup_hit_keys_{0};
   std::atomic<uint64_t> rejected_writes_{0}, expired_leases_{0};

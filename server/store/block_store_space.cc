@@ -14,27 +14,36 @@ EvictionPolicy& BlockStore::PolicyLocked(uint64_t slot_bytes) {
 }
 
 std::optional<uint64_t> BlockStore::AllocateSlotLocked(uint64_t slot_bytes) {
-  // Each round either returns a slot or evicts one block, so this ends.
+  // Each round either returns a slot or evicts one block, so this ends. Clean blocks (copies of
+  // NVMe records) go first; a dirty block is dropped only when no clean one can go.
   for (;;) {
     if (std::optional<uint64_t> offset = allocator_.Allocate(slot_bytes)) return offset;
-    if (EvictFromClassLocked(slot_bytes)) continue;
-    // Nothing of this size can go: free whole slabs held by other sizes.
     bool evicted = false;
-    for (auto& [other, policy] : policies_) {
-      if (other != slot_bytes && EvictFromClassLocked(other)) {
+    for (bool allow_dirty : {false, true}) {
+      if (!allow_dirty && nvme_ == nullptr) continue;
+      if (EvictFromClassLocked(slot_bytes, allow_dirty)) {
         evicted = true;
         break;
       }
+      // Nothing of this size can go: free whole slabs held by other sizes.
+      for (auto& [other, policy] : policies_) {
+        if (other != slot_bytes && EvictFromClassLocked(other, allow_dirty)) {
+          evicted = true;
+          break;
+        }
+      }
+      if (evicted) break;
     }
     if (!evicted) return std::nullopt;
   }
 }
 
-bool BlockStore::EvictFromClassLocked(uint64_t slot_bytes) {
+bool BlockStore::EvictFromClassLocked(uint64_t slot_bytes, bool allow_dirty) {
   auto pit = policies_.find(slot_bytes);
   if (pit == policies_.end() || pit->second->size() == 0) return false;
   BlockId victim;
   BlockEntry gone;
+  bool whole = false;  // the entry left the index (no NVMe copy to fall back on)
   std::optional<uint64_t> slot = pit->second->EvictOne([&](uint64_t candidate) {
     // The judge runs inside EvictOne, still under space_mu_; lambdas need saying so.
     space_mu_.AssertHeld();
@@ -43,30 +52,51 @@ bool BlockStore::EvictFromClassLocked(uint64_t slot_bytes) {
       auto it = map.find(victim);
       if (it == map.end()) return Verdict::kPinned;
       BlockEntry& e = it->second;
-      if (e.state != BlockState::kReady || e.readers > 0 || e.children > 0) {
-        return Verdict::kPinned;
-      }
+      if (e.state != BlockState::kReady || e.readers > 0 || e.io_pins > 0) return Verdict::kPinned;
+      // A dropped head would cut its chain (lookups stop at the first miss); a clean copy's
+      // head stays reachable on NVMe, so only dirty blocks keep the leaf-first rule.
+      if (!e.on_nvme && (!allow_dirty || e.children > 0)) return Verdict::kPinned;
       if (e.visited) {
         e.visited = false;
         return Verdict::kSecondChance;
       }
       gone = e;
-      map.erase(it);
+      if (e.on_nvme) {
+        e.in_dram = false;  // the NVMe record stays the block's home
+      } else {
+        map.erase(it);
+        whole = true;
+      }
       return Verdict::kEvict;
     });
   });
   if (!slot) return false;
-  ForgetLocked(victim, gone, /*was_ready=*/true);
+  if (whole) {
+    ForgetLocked(victim, gone);
+  } else {
+    FreeSlotLocked(gone.offset, gone.slot_bytes, /*was_ready=*/true);
+  }
   evictions_.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
 
-void BlockStore::ForgetLocked(const BlockId& id, const BlockEntry& gone, bool was_ready) {
+void BlockStore::FreeSlotLocked(uint64_t offset, uint64_t slot_bytes, bool was_ready) {
+  slot_owner_.erase(offset);
+  allocator_.Free(offset, slot_bytes);
+  if (was_ready) dram_blocks_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void BlockStore::ForgetLocked(const BlockId& id, const BlockEntry& gone) {
+  if (gone.in_dram) {
+    FreeSlotLocked(gone.offset, gone.slot_bytes, gone.state == BlockState::kReady);
+  }
+  ForgetNvmeOnly(id, gone);
+}
+
+void BlockStore::ForgetNvmeOnly(const BlockId& id, const BlockEntry& gone) {
   if (gone.linked_to_parent) UnlinkFromParent({id.ns, gone.parent});
-  slot_owner_.erase(gone.offset);
-  allocator_.Free(gone.offset, gone.slot_bytes);
-  if (was_ready) {
-    ready_blocks_.fetch_sub(1, std::memory_order_relaxed);
+  if (gone.on_nvme) nvme_blocks_.fetch_sub(1, std::memory_order_relaxed);
+  if (gone.state != BlockState::kWriting) {
     if (auto ns = registry_.Find(id.ns); ns.ok()) {
       (*ns)->blocks.fetch_sub(1, std::memory_order_relaxed);
     }
@@ -86,7 +116,7 @@ bool BlockStore::DiscardWritingLocked(const BlockId& id, uint64_t lease_id) {
         return e;
       });
   if (!gone) return false;
-  ForgetLocked(id, *gone, /*was_ready=*/false);
+  ForgetLocked(id, *gone);
   return true;
 }
 
@@ -133,7 +163,8 @@ absl::StatusOr<DropCounts> BlockStore::Drop(uint64_t ns, std::span<const Key128>
       auto it = map.find(id);
       if (it == map.end()) {
         outcome = kMissing;
-      } else if (it->second.state != BlockState::kReady || it->second.readers > 0) {
+      } else if (it->second.state != BlockState::kReady || it->second.readers > 0 ||
+                 it->second.io_pins > 0) {
         outcome = kBusy;
       } else {
         gone = it->second;
@@ -146,8 +177,8 @@ absl::StatusOr<DropCounts> BlockStore::Drop(uint64_t ns, std::span<const Key128>
     } else if (outcome == kBusy) {
       ++counts.busy;
     } else {
-      PolicyLocked(gone.slot_bytes).Remove(gone.offset);
-      ForgetLocked(id, gone, /*was_ready=*/true);
+      if (gone.in_dram) PolicyLocked(gone.slot_bytes).Remove(gone.offset);
+      ForgetLocked(id, gone);
       ++counts.dropped;
     }
   }
@@ -163,13 +194,28 @@ StoreStats BlockStore::Stats() {
     dram.capacity_bytes = allocator_.capacity();
     dram.used_bytes = allocator_.used_bytes();
   }
-  dram.blocks = ready_blocks_.load(std::memory_order_relaxed);
+  dram.blocks = dram_blocks_.load(std::memory_order_relaxed);
   dram.hits = hits_.load(std::memory_order_relaxed);
   dram.misses = misses_.load(std::memory_order_relaxed);
   dram.evictions = evictions_.load(std::memory_order_relaxed);
   dram.bytes_in = bytes_in_.load(std::memory_order_relaxed);
   dram.bytes_out = bytes_out_.load(std::memory_order_relaxed);
   s.tiers.push_back(dram);
+  if (nvme_ != nullptr) {
+    NvmeCounters n = nvme_->Counters();
+    TierCounters t;
+    t.name = "nvme";
+    t.capacity_bytes = n.capacity_bytes;
+    t.used_bytes = n.used_bytes;
+    t.blocks = nvme_blocks_.load(std::memory_order_relaxed);
+    t.hits = promotions_.load(std::memory_order_relaxed);
+    t.misses = promote_failures_.load(std::memory_order_relaxed);
+    t.evictions = nvme_lost_.load(std::memory_order_relaxed);
+    t.bytes_in = n.bytes_in;
+    t.bytes_out = n.bytes_out;
+    if (n.degraded) t.status = "degraded: " + n.degraded_reason;
+    s.tiers.push_back(t);
+  }
   s.namespaces = registry_.size();
   s.leases = leases_.size();
   s.lookups = lookups_.load(std::memory_order_relaxed);
@@ -190,7 +236,9 @@ std::vector<BlockSnapshot> BlockStore::ListBlocks(uint64_t ns, size_t limit, boo
       *truncated = true;
       return false;
     }
-    out.push_back({id, TierId::kDram, e.bytes, e.state, e.readers, e.hits,
+    const TierId tier =
+        e.state != BlockState::kPromoting && e.in_dram ? TierId::kDram : TierId::kNvme;
+    out.push_back({id, tier, e.bytes, e.state, e.readers, e.hits,
                    static_cast<uint64_t>(std::max<int64_t>(0, now - e.created_ms))});
     return true;
   });

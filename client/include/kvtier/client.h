@@ -138,6 +138,7 @@ struct TierStats {
   uint64_t evictions = 0;
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
+  std::string status;  // "ok", or "degraded: <why>" (the tier takes no more writes)
 };
 
 struct DaemonStats {

@@ -162,8 +162,10 @@ TEST_F(NvmeStoreTest, FullDeviceGivesBackTheOldestRegion) {
   auto store = Open(8 << 20, &found);  // two 4 MiB regions
   ASSERT_EQ(store->region_bytes(), 4u << 20);
   std::vector<NvmeKey> lost;
-  store->set_on_evicted(
-      [&](const std::vector<NvmeKey>& keys) { lost.insert(lost.end(), keys.begin(), keys.end()); });
+  store->set_on_evicted([&](uint32_t region, const std::vector<NvmeKey>& keys) {
+    EXPECT_EQ(region, 0u);
+    lost.insert(lost.end(), keys.begin(), keys.end());
+  });
   const uint64_t bytes = 1 << 20;  // three records fit a region
   Buffer block = RandomBlock(bytes);
   for (uint64_t i = 0; i < 6; ++i) ASSERT_TRUE(Write(*store, {1, {i, 0}}, block.get(), bytes).ok());

@@ -29,6 +29,10 @@ TEST(SievePolicyTest, PinnedBlocksAreSkippedAndNothingEvictableIsReported) {
   EXPECT_EQ(policy.size(), 3u);
   auto only_two = [](uint64_t s) { return s == 2 ? Verdict::kEvict : Verdict::kPinned; };
   EXPECT_EQ(policy.EvictOne(only_two), 2u);
+  // A scan that found nothing leaves the hand alone: the block it pointed at goes next.
+  EXPECT_FALSE(policy.EvictOne(pin_all).has_value());
+  auto any = [](uint64_t) { return Verdict::kEvict; };
+  EXPECT_EQ(policy.EvictOne(any), 3u);
 }
 
 TEST(SievePolicyTest, RemoveKeepsTheListConsistent) {
