@@ -112,6 +112,14 @@ int LocalDaemon::Stop() {
   return status;
 }
 
+void LocalDaemon::Kill() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  int status;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
 std::string LocalDaemon::ReadLog() {
   std::ifstream in(log_path_);
   std::stringstream ss;

@@ -30,6 +30,8 @@ class LocalDaemon {
   bool Alive();
   // SIGTERM and wait; returns the exit status (as from waitpid), or -1.
   int Stop();
+  // SIGKILL and wait: a crash, as far as the daemon's files can tell.
+  void Kill();
   // Everything the daemon wrote to stderr so far (its log).
   std::string ReadLog();
 

@@ -147,6 +147,18 @@ absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_
     auto size = ParseSize(nvme_capacity, "--nvme-capacity");
     if (!size.ok()) return size.status();
     config.nvme_capacity = *size;
+    // Checked again when the device opens; here they fail before any memory is reserved.
+    if (config.nvme_capacity < (8ULL << 20)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "--nvme-capacity: '%s' is below the 8 MiB minimum (two 4 MiB regions)", nvme_capacity));
+    }
+    std::filesystem::path nvme_dir = std::filesystem::path(config.nvme_path).parent_path();
+    if (nvme_dir.empty()) nvme_dir = ".";
+    std::error_code ec;
+    if (!std::filesystem::is_directory(nvme_dir, ec)) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--nvme-path: directory '%s' does not exist", nvme_dir.string()));
+    }
   }
   if (config.nvme_queue_depth == 0 || config.nvme_queue_depth > 4096) {
     return absl::InvalidArgumentError("--nvme-queue-depth: must be between 1 and 4096");

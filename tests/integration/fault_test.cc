@@ -84,6 +84,10 @@ TEST(DaemonFlagsTest, BadFlagsFailAtStartWithTheFlagNamed) {
       {{"--listen", "nonsense"}, "--listen"},
       {{"--log-level", "loud"}, "--log-level"},
       {{"--no-such-flag"}, "no-such-flag"},
+      {{"--nvme-path", "/no/such/dir/nvme.dat", "--nvme-capacity", "64MiB"}, "--nvme-path"},
+      {{"--nvme-path", "/tmp/kvtier-flags-nvme.dat", "--nvme-capacity", "1MiB"}, "--nvme-capacity"},
+      {{"--nvme-path", "/tmp/kvtier-flags-nvme.dat"}, "--nvme-capacity"},
+      {{"--nvme-capacity", "1GiB"}, "--nvme-path"},
   };
   for (const Case& c : cases) {
     std::vector<std::string> argv = {BinPath("kvtierd")};
