@@ -41,8 +41,19 @@ std::string RankOf(uint32_t rank, uint32_t size) {
 
 }  // namespace
 
-Status ParseBlocksArgs(const std::string& ns_hex, uint32_t limit, BlocksArgs* out) {
+Status ParseBlocksArgs(const std::string& ns_hex, uint32_t limit, BlocksArgs* out,
+                       const std::string& tier) {
   BlocksArgs args;
+  if (tier == "hbm") {
+    args.tier = Tier::kHbm;
+  } else if (tier == "dram") {
+    args.tier = Tier::kDram;
+  } else if (tier == "nvme") {
+    args.tier = Tier::kNvme;
+  } else if (!tier.empty()) {
+    return Status(Status::Code::kInvalidArgument,
+                  "blocks: --tier '" + tier + "' is not hbm, dram or nvme");
+  }
   if (!ns_hex.empty()) {
     if (Status s = ParseNamespaceId(ns_hex, "--ns", &args.namespace_id); !s.ok()) return s;
   }
@@ -154,7 +165,8 @@ Status RunNamespaces(Client& client, bool json, std::ostream& out) {
 Status RunBlocks(Client& client, const BlocksArgs& args, bool json, std::ostream& out) {
   std::vector<BlockEntry> blocks;
   bool truncated = false;
-  if (Status s = client.ListBlocks(args.namespace_id, args.limit, &blocks, &truncated); !s.ok()) {
+  if (Status s = client.ListBlocks(args.namespace_id, args.limit, &blocks, &truncated, args.tier);
+      !s.ok()) {
     return s;
   }
   if (json) {

@@ -14,6 +14,7 @@ namespace kvtier::cli {
 struct BlocksArgs {
   uint64_t namespace_id = 0;  // 0 = every namespace
   uint32_t limit = 0;         // 0 = the daemon's default
+  Tier tier = Tier::kNone;    // kNone = every tier
 };
 
 struct DropArgs {
@@ -23,7 +24,9 @@ struct DropArgs {
 };
 
 // `ns_hex` empty = every namespace.
-Status ParseBlocksArgs(const std::string& ns_hex, uint32_t limit, BlocksArgs* out);
+// `tier` is "" (every tier), "hbm", "dram" or "nvme".
+Status ParseBlocksArgs(const std::string& ns_hex, uint32_t limit, BlocksArgs* out,
+                       const std::string& tier = "");
 // Exactly one of `all` and a non-empty `key_hex`.
 Status ParseDropArgs(const std::string& ns_hex, bool all, const std::vector<std::string>& key_hex,
                      DropArgs* out);

@@ -52,6 +52,8 @@ int Main(int argc, char** argv) {
   uint32_t limit = 0;
   blocks->add_option("--ns", blocks_ns, "only this namespace (16 hex digits)");
   blocks->add_option("--limit", limit, "at most this many blocks (default: the daemon's, 1000)");
+  std::string blocks_tier;
+  blocks->add_option("--tier", blocks_tier, "only blocks in this tier: hbm, dram or nvme");
 
   CLI::App* drop = app.add_subcommand("drop", "drop blocks of a namespace");
   std::string drop_ns;
@@ -82,7 +84,8 @@ int Main(int argc, char** argv) {
   kvtier::cli::BlocksArgs blocks_args;
   kvtier::cli::DropArgs drop_args;
   if (blocks->parsed()) {
-    if (Status s = kvtier::cli::ParseBlocksArgs(blocks_ns, limit, &blocks_args); !s.ok()) {
+    if (Status s = kvtier::cli::ParseBlocksArgs(blocks_ns, limit, &blocks_args, blocks_tier);
+        !s.ok()) {
       return Fail(s);
     }
   }

@@ -37,6 +37,21 @@ Status ClientImpl::RegisterNamespace(const NamespaceLayout& layout, Namespace* o
   return Status();
 }
 
+Status ClientImpl::Prefetch(uint64_t namespace_id, std::span<const BlockKey> keys,
+                            size_t* present) {
+  v1::PrefetchRequest request;
+  request.set_namespace_id(namespace_id);
+  request.set_keys(EncodeBlockKeys(keys));
+  v1::PrefetchResponse response;
+  grpc::ClientContext context;
+  conn_->Prepare(&context);
+  if (Status s = conn_->CallStatus(conn_->stub().Prefetch(&context, request, &response)); !s.ok()) {
+    return s;
+  }
+  if (present != nullptr) *present = response.present();
+  return Status();
+}
+
 Status ClientImpl::Lookup(uint64_t namespace_id, std::span<const BlockKey> keys,
                           LookupResult* out) {
   if (out == nullptr) return NullOutput("Lookup");
@@ -133,11 +148,12 @@ Status ClientImpl::ListNamespaces(std::vector<NamespaceEntry>* out) {
 }
 
 Status ClientImpl::ListBlocks(uint64_t namespace_id, uint32_t limit, std::vector<BlockEntry>* out,
-                              bool* truncated) {
+                              bool* truncated, Tier tier) {
   if (out == nullptr) return NullOutput("ListBlocks");
   v1::ListBlocksRequest request;
   request.set_namespace_id(namespace_id);
   request.set_limit(limit);
+  request.set_tier(static_cast<v1::Tier>(static_cast<int>(tier)));
   v1::ListBlocksResponse response;
   grpc::ClientContext context;
   conn_->Prepare(&context);

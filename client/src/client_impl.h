@@ -33,7 +33,8 @@ class ClientImpl final : public Client {
   Status Stats(DaemonStats* out) override;
   Status ListNamespaces(std::vector<NamespaceEntry>* out) override;
   Status ListBlocks(uint64_t namespace_id, uint32_t limit, std::vector<BlockEntry>* out,
-                    bool* truncated) override;
+                    bool* truncated, Tier tier) override;
+  Status Prefetch(uint64_t namespace_id, std::span<const BlockKey> keys, size_t* present) override;
 
   const std::string& socket_path() const override { return conn_->socket_path(); }
 

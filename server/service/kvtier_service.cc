@@ -139,6 +139,17 @@ grpc::ServerUnaryReactor* KvTierService::Acquire(grpc::CallbackServerContext* ct
   return reactor;
 }
 
+grpc::ServerUnaryReactor* KvTierService::Prefetch(grpc::CallbackServerContext* ctx,
+                                                  const v1::PrefetchRequest* req,
+                                                  v1::PrefetchResponse* resp) {
+  return Handle(ctx, [&]() -> absl::Status {
+    KVTIER_ASSIGN_OR_RETURN_STATUS(keys, DecodeKeys(req->keys(), "keys"));
+    KVTIER_ASSIGN_OR_RETURN_STATUS(present, store_->Prefetch(req->namespace_id(), keys));
+    resp->set_present(present);
+    return absl::OkStatus();
+  });
+}
+
 grpc::ServerUnaryReactor* KvTierService::Release(grpc::CallbackServerContext* ctx,
                                                  const v1::ReleaseRequest* req,
                                                  v1::ReleaseResponse* resp) {
@@ -190,7 +201,12 @@ grpc::ServerUnaryReactor* KvTierService::ListBlocks(grpc::CallbackServerContext*
           absl::StrFormat("limit: %d is over the maximum of %d", limit, kMaxLimit));
     }
     bool truncated = false;
-    for (const BlockSnapshot& b : store_->ListBlocks(req->namespace_id(), limit, &truncated)) {
+    if (!v1::Tier_IsValid(req->tier())) {
+      return absl::InvalidArgumentError(absl::StrFormat("tier: %d is not a tier", req->tier()));
+    }
+    const TierId tier = static_cast<TierId>(static_cast<int>(req->tier()));
+    for (const BlockSnapshot& b :
+         store_->ListBlocks(req->namespace_id(), limit, &truncated, tier)) {
       v1::BlockInfo* info = resp->add_blocks();
       info->set_namespace_id(b.id.ns);
       std::string key;

@@ -42,6 +42,9 @@ class KvTierService final : public v1::KvTier::CallbackService {
                                    v1::CommitResponse* resp) override;
   grpc::ServerUnaryReactor* Acquire(grpc::CallbackServerContext* ctx, const v1::AcquireRequest* req,
                                     v1::AcquireResponse* resp) override;
+  grpc::ServerUnaryReactor* Prefetch(grpc::CallbackServerContext* ctx,
+                                     const v1::PrefetchRequest* req,
+                                     v1::PrefetchResponse* resp) override;
   grpc::ServerUnaryReactor* Release(grpc::CallbackServerContext* ctx, const v1::ReleaseRequest* req,
                                     v1::ReleaseResponse* resp) override;
   grpc::ServerUnaryReactor* Drop(grpc::CallbackServerContext* ctx, const v1::DropRequest* req,

@@ -137,8 +137,12 @@ class BlockStore {
   absl::StatusOr<DropCounts> Drop(uint64_t ns, std::span<const Key128> keys, bool all);
 
   StoreStats Stats();
-  // Up to `limit` blocks of namespace `ns` (0 = every namespace).
-  std::vector<BlockSnapshot> ListBlocks(uint64_t ns, size_t limit, bool* truncated);
+  // Up to `limit` blocks of namespace `ns` (0 = every namespace) in `tier` (kNone = any).
+  std::vector<BlockSnapshot> ListBlocks(uint64_t ns, size_t limit, bool* truncated,
+                                        TierId tier = TierId::kNone);
+  // Starts reading the leading present keys that are only on NVMe into DRAM and returns at once
+  // with how many leading keys are present. Nothing stays pinned.
+  absl::StatusOr<uint32_t> Prefetch(uint64_t ns, std::span<const Key128> keys);
 
   // Ends every lease whose deadline has passed; returns how many. Run by the lease reaper.
   size_t ExpireLeases();

@@ -226,7 +226,8 @@ StoreStats BlockStore::Stats() {
   return s;
 }
 
-std::vector<BlockSnapshot> BlockStore::ListBlocks(uint64_t ns, size_t limit, bool* truncated) {
+std::vector<BlockSnapshot> BlockStore::ListBlocks(uint64_t ns, size_t limit, bool* truncated,
+                                                  TierId tier_filter) {
   std::vector<BlockSnapshot> out;
   *truncated = false;
   const int64_t now = NowMs();
@@ -238,6 +239,7 @@ std::vector<BlockSnapshot> BlockStore::ListBlocks(uint64_t ns, size_t limit, boo
     }
     const TierId tier =
         e.state != BlockState::kPromoting && e.in_dram ? TierId::kDram : TierId::kNvme;
+    if (tier_filter != TierId::kNone && tier != tier_filter) return true;
     out.push_back({id, tier, e.bytes, e.state, e.readers, e.hits,
                    static_cast<uint64_t>(std::max<int64_t>(0, now - e.created_ms))});
     return true;

@@ -1,4 +1,5 @@
 // BlockStore: reads that promote blocks from NVMe, the writes that demote them, and warm restart.
+#include <algorithm>
 #include <future>
 
 #include "absl/status/status.h"
@@ -197,6 +198,18 @@ void BlockStore::FinishAcquire(const std::shared_ptr<AcquireJob>& job) {
         leases_.Add(Lease{0, LeaseKind::kRead, job->ns, NowMs() + job->lease_ms, std::move(held)});
   }
   job->done(std::move(grant));
+}
+
+absl::StatusOr<uint32_t> BlockStore::Prefetch(uint64_t ns, std::span<const Key128> keys) {
+  ASSIGN_OR_RETURN(LookupAnswer answer, Lookup(ns, keys));
+  if (nvme_ != nullptr &&
+      std::find(answer.tiers.begin(), answer.tiers.end(), TierId::kNvme) != answer.tiers.end()) {
+    // An Acquire whose lease is given back the moment the reads are done.
+    AcquireAsync(ns, keys.first(answer.prefix_blocks), 0, [this](absl::StatusOr<ReadGrant> g) {
+      if (g.ok() && g->lease_id != 0) (void)Release(std::vector<uint64_t>{g->lease_id});
+    });
+  }
+  return answer.prefix_blocks;
 }
 
 void BlockStore::AttachNvme(NvmeStore* nvme, std::byte* arena) {

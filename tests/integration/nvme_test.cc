@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -106,6 +107,34 @@ TEST_F(NvmeDaemonTest, BlocksSurviveKill9AndComeBackFromNvme) {
   EXPECT_EQ(lookup.tiers[0], Tier::kNvme);
   for (size_t i = 0; i < keys.size(); ++i) EXPECT_EQ(LoadOne(keys[i], i), 1) << i;
   EXPECT_EQ(Nvme().hits, 16u);
+}
+
+TEST_F(NvmeDaemonTest, PrefetchMovesBlocksUpAndBlocksListsByTier) {
+  StartDaemon();
+  auto keys = Keys(6);
+  SaveAll(keys);
+  ASSERT_TRUE(WaitUntil([&] { return Nvme().blocks == 6; }, absl::Seconds(20)));
+  client_.reset();
+  ASSERT_EQ(daemon_->Stop(), 0);
+  StartDaemon();  // everything is on NVMe only now
+  ProcessResult listed = RunProgram({BinPath("kvtier"), "--socket", daemon_->socket_path(),
+                                     "blocks", "--tier", "nvme", "--json"});
+  ASSERT_EQ(listed.exit_code, 0) << listed.output;
+  EXPECT_EQ(nlohmann::json::parse(listed.output)["blocks"].size(), 6u);
+  size_t present = 0;
+  ASSERT_TRUE(client_->Prefetch(ns_.id, keys, &present).ok());
+  EXPECT_EQ(present, 6u);
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        LookupResult r;
+        return client_->Lookup(ns_.id, keys, &r).ok() && r.prefix_blocks == 6 &&
+               std::all_of(r.tiers.begin(), r.tiers.end(), [](Tier t) { return t == Tier::kDram; });
+      },
+      absl::Seconds(20)));
+  DaemonStats stats;
+  ASSERT_TRUE(client_->Stats(&stats).ok());
+  EXPECT_EQ(stats.leases, 0u);  // prefetch pins nothing
+  for (size_t i = 0; i < keys.size(); ++i) EXPECT_EQ(LoadOne(keys[i], i), 1);
 }
 
 TEST_F(NvmeDaemonTest, Kill9WhileWritingNeverServesAWrongByte) {

@@ -204,6 +204,10 @@ class Client {
   virtual Status RegisterNamespace(const NamespaceLayout& layout, Namespace* out) = 0;
   virtual Status Lookup(uint64_t namespace_id, std::span<const BlockKey> keys,
                         LookupResult* out) = 0;
+  // Starts moving the leading present keys that sit on NVMe into DRAM, so a Load soon after is a
+  // DRAM hit; returns at once. *present (optional) = leading keys present in some tier.
+  virtual Status Prefetch(uint64_t namespace_id, std::span<const BlockKey> keys,
+                          size_t* present = nullptr) = 0;
 
   // Copies blocks[i] (ns.block_bytes each) into the cache under keys[i]. Keys already cached are
   // skipped. `parent` is the key before keys[0] in its chain (zero when keys[0] starts it).
@@ -226,8 +230,9 @@ class Client {
   virtual Status Stats(DaemonStats* out) = 0;
   virtual Status ListNamespaces(std::vector<NamespaceEntry>* out) = 0;
   // limit 0 = the daemon's default (1000). *truncated (optional) is set when more exist.
+  // `tier` kNone lists every tier.
   virtual Status ListBlocks(uint64_t namespace_id, uint32_t limit, std::vector<BlockEntry>* out,
-                            bool* truncated = nullptr) = 0;
+                            bool* truncated = nullptr, Tier tier = Tier::kNone) = 0;
 
   // The socket this client talks to (after the environment and default rules).
   virtual const std::string& socket_path() const = 0;

@@ -80,8 +80,10 @@ class CannedClient final : public Client {
     out->assign(1, e);
     return Status();
   }
-  Status ListBlocks(uint64_t ns, uint32_t limit, std::vector<BlockEntry>* out,
-                    bool* truncated) override {
+  Status Prefetch(uint64_t, std::span<const BlockKey>, size_t*) override { return Unused(); }
+  Status ListBlocks(uint64_t ns, uint32_t limit, std::vector<BlockEntry>* out, bool* truncated,
+                    Tier tier) override {
+    listed_tier = tier;
     listed_ns = ns;
     listed_limit = limit;
     BlockEntry b;
@@ -104,6 +106,7 @@ class CannedClient final : public Client {
   std::vector<BlockKey> dropped_keys;
   uint64_t listed_ns = 1;
   uint32_t listed_limit = 1;
+  Tier listed_tier = Tier::kHbm;
 
  private:
   static Status Unused() { return Status(Status::Code::kUnimplemented, "not in the CLI"); }
@@ -180,6 +183,7 @@ TEST(CliCommandsTest, BlocksPassesFiltersAndShowsTruncation) {
   ASSERT_TRUE(RunBlocks(client, args, false, text).ok());
   EXPECT_EQ(client.listed_ns, 0xabcdef0123456789ULL);
   EXPECT_EQ(client.listed_limit, 5u);
+  EXPECT_EQ(client.listed_tier, Tier::kNone);
   EXPECT_NE(text.str().find("00000000000000020000000000000001"), std::string::npos) << text.str();
   EXPECT_NE(text.str().find("raise --limit"), std::string::npos);
   ASSERT_TRUE(RunBlocks(client, args, true, json).ok());
@@ -187,6 +191,18 @@ TEST(CliCommandsTest, BlocksPassesFiltersAndShowsTruncation) {
   EXPECT_EQ(j["truncated"], true);
   EXPECT_EQ(j["blocks"][0]["key"], "00000000000000020000000000000001");
   EXPECT_EQ(j["blocks"][0]["tier"], "dram");
+}
+
+TEST(CliCommandsTest, BlocksTierFilter) {
+  CannedClient client;
+  BlocksArgs args;
+  ASSERT_TRUE(ParseBlocksArgs("", 0, &args, "nvme").ok());
+  std::ostringstream text;
+  ASSERT_TRUE(RunBlocks(client, args, false, text).ok());
+  EXPECT_EQ(client.listed_tier, Tier::kNvme);
+  Status bad = ParseBlocksArgs("", 0, &args, "tape");
+  EXPECT_EQ(bad.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(bad.message().find("--tier"), std::string::npos);
 }
 
 TEST(CliCommandsTest, DropArguments) {
