@@ -22,11 +22,15 @@ Table TierTable(const std::vector<TierStats>& tiers) {
                {"HITS", Align::kRight},
                {"MISSES", Align::kRight},
                {"EVICTIONS", Align::kRight},
+               {"READ/S", Align::kRight},
+               {"WRITE/S", Align::kRight},
                {"STATUS"}});
   for (const auto& t : tiers) {
     table.AddRow({t.name, FormatSize(t.capacity_bytes), FormatSize(t.used_bytes),
                   FormatPercent(t.used_bytes, t.capacity_bytes), std::to_string(t.blocks),
                   std::to_string(t.hits), std::to_string(t.misses), std::to_string(t.evictions),
+                  FormatSize(static_cast<uint64_t>(t.read_bytes_per_s)),
+                  FormatSize(static_cast<uint64_t>(t.write_bytes_per_s)),
                   t.status.empty() ? "ok" : t.status});
   }
   return table;

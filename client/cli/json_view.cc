@@ -16,6 +16,8 @@ nlohmann::json TierToJson(const TierStats& tier) {
       {"bytes_in", tier.bytes_in},
       {"bytes_out", tier.bytes_out},
       {"status", tier.status},
+      {"read_bytes_per_s", tier.read_bytes_per_s},
+      {"write_bytes_per_s", tier.write_bytes_per_s},
   };
 }
 

@@ -96,6 +96,8 @@ TierStats FromProtoTierStats(const v1::TierStats& in) {
   out.bytes_in = in.bytes_in();
   out.bytes_out = in.bytes_out();
   out.status = in.status().empty() ? "ok" : in.status();
+  out.read_bytes_per_s = in.read_bytes_per_s();
+  out.write_bytes_per_s = in.write_bytes_per_s();
   return out;
 }
 

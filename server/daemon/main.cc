@@ -88,7 +88,8 @@ int Run(int argc, char** argv) {
   info.arena_bytes = (*arena)->size();
   info.arena_generation = (*arena)->generation();
   info.started_ms = store.NowMs();
-  KvTierService service(&store, info);
+  RateSampler rates(&store, /*period_ms=*/1000);
+  KvTierService service(&store, info, &rates);
   LeaseReaper reaper(&store, config.reaper_period_ms);
 
   unlink(socket.c_str());  // a stale socket file from a killed daemon

@@ -179,7 +179,15 @@ grpc::ServerUnaryReactor* KvTierService::Stats(grpc::CallbackServerContext* ctx,
   resp->set_node_id(info_.node_id);
   resp->set_version(info_.version);
   resp->set_uptime_ms(static_cast<uint64_t>(store_->NowMs() - info_.started_ms));
-  for (const TierCounters& t : s.tiers) ToProto(t, resp->add_tiers());
+  for (const TierCounters& t : s.tiers) {
+    v1::TierStats* tier = resp->add_tiers();
+    ToProto(t, tier);
+    if (rates_ != nullptr) {
+      TierRates r = rates_->Rates(t.name);
+      tier->set_read_bytes_per_s(r.read_bytes_per_s);
+      tier->set_write_bytes_per_s(r.write_bytes_per_s);
+    }
+  }
   resp->set_namespaces(s.namespaces);
   resp->set_leases(s.leases);
   resp->set_lookups(s.lookups);

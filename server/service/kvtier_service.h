@@ -6,6 +6,7 @@
 #include <string>
 
 #include "kvtier/v1/kvtier.grpc.pb.h"
+#include "server/service/rate_sampler.h"
 #include "server/store/block_store.h"
 
 namespace kvtier {
@@ -21,7 +22,9 @@ struct ServiceInfo {
 
 class KvTierService final : public v1::KvTier::CallbackService {
  public:
-  KvTierService(BlockStore* store, ServiceInfo info) : store_(store), info_(std::move(info)) {}
+  // `rates` (optional) supplies the per-tier rates of Stats.
+  KvTierService(BlockStore* store, ServiceInfo info, RateSampler* rates = nullptr)
+      : store_(store), info_(std::move(info)), rates_(rates) {}
 
   grpc::ServerUnaryReactor* GetArenaInfo(grpc::CallbackServerContext* ctx,
                                          const v1::ArenaInfoRequest* req,
@@ -58,6 +61,7 @@ class KvTierService final : public v1::KvTier::CallbackService {
  private:
   BlockStore* store_;
   ServiceInfo info_;
+  RateSampler* rates_;
 };
 
 }  // namespace kvtier

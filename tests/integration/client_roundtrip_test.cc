@@ -6,6 +6,7 @@
 
 #include "common/block_key.h"
 #include "tests/integration/daemon_fixture.h"
+#include "tests/support/wait.h"
 
 namespace kvtier::testing {
 namespace {
@@ -150,6 +151,29 @@ TEST_F(DaemonTest, PrefixHasherKeysWork) {
   LookupResult lookup;
   ASSERT_TRUE(client_->Lookup(ns.id, hasher.HashTokens(other), &lookup).ok());
   EXPECT_EQ(lookup.prefix_blocks, 2u);
+}
+
+}  // namespace
+}  // namespace kvtier::testing
+
+namespace kvtier::testing {
+namespace {
+
+TEST_F(DaemonTest, TierRatesFollowTheTraffic) {
+  Namespace ns = Register(1 << 20);
+  auto keys = RandomKeys(16);
+  auto data = RandomBytes(ns.block_bytes, 3);
+  std::vector<const void*> src(keys.size(), data.data());
+  ASSERT_TRUE(client_->Save(ns, keys, src).ok());
+  DaemonStats stats;
+  // The sampler's next interval includes the 16 MiB just written...
+  ASSERT_TRUE(
+      WaitUntil([&] { return client_->Stats(&stats).ok() && stats.tiers[0].write_bytes_per_s > 0; },
+                absl::Seconds(5)));
+  // ...and an interval without traffic brings it back to zero.
+  ASSERT_TRUE(WaitUntil(
+      [&] { return client_->Stats(&stats).ok() && stats.tiers[0].write_bytes_per_s == 0; },
+      absl::Seconds(5)));
 }
 
 }  // namespace

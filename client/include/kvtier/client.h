@@ -138,7 +138,9 @@ struct TierStats {
   uint64_t evictions = 0;
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
-  std::string status;  // "ok", or "degraded: <why>" (the tier takes no more writes)
+  std::string status;           // "ok", or "degraded: <why>" (the tier takes no more writes)
+  double read_bytes_per_s = 0;  // over the daemon's last sampling interval (1 s)
+  double write_bytes_per_s = 0;
 };
 
 struct DaemonStats {
