@@ -51,6 +51,7 @@ struct BlockEntry {
   bool linked_to_parent = false;  // counted in the parent's `children`
   uint32_t children = 0;          // resident blocks whose parent this is
   bool visited = false;           // SIEVE mark: read since the hand last passed
+  bool spared = false;            // passed over once for having children; cleared by a read
   uint64_t hits = 0;
   uint64_t checksum = 0;  // XXH3-64 of the bytes: given at commit, or computed on demotion
   int64_t created_ms = 0;

@@ -16,8 +16,9 @@ namespace kvtier {
 
 enum class Verdict {
   kEvict,         // gone from the index: the slot is the caller's to free
-  kSecondChance,  // recently used: the judge cleared its mark, look again next round
-  kPinned,        // may not go now (leased, being written, or the head of resident children)
+  kSecondChance,  // recently used, or a chain head passed over once: the judge cleared its mark,
+                  // look again next round
+  kPinned,        // may not go now (leased, being written, or being read from / written to NVMe)
 };
 
 class EvictionPolicy {

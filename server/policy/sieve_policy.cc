@@ -31,8 +31,9 @@ void SievePolicy::Remove(uint64_t slot) {
 }
 
 std::optional<uint64_t> SievePolicy::EvictOne(const Judge& judge) {
-  // Two full rounds: the first may only clear visited bits.
-  const size_t budget = 2 * nodes_.size() + 1;
+  // Three full rounds: the first two may only clear marks (a read chain head is passed over once
+  // for its children and once for its visited bit).
+  const size_t budget = 3 * nodes_.size() + 1;
   const uint64_t start = hand_;
   for (size_t step = 0; step < budget && !nodes_.empty(); ++step) {
     if (hand_ == kNil) hand_ = tail_;

@@ -4,8 +4,9 @@
 // keeps reads off the policy's lock, and blocks that are written once and never read (most KV
 // blocks) leave quickly because they are never marked.
 //
-// Prefix awareness comes from the judge: a block with resident children in its chain answers
-// kPinned, so a chain is eaten from its tail, never its head (a lookup stops at the first miss).
+// Prefix awareness comes from the judge: a block with resident children in its chain gets one
+// second chance (kSecondChance) per read, so a chain's tail goes before its head (a lookup stops
+// at the first miss), but a chain nobody reads is not kept forever.
 #pragma once
 
 #include "absl/container/flat_hash_map.h"

@@ -120,7 +120,7 @@ absl::StatusOr<WriteGrant> BlockStore::Allocate(uint64_t ns_id, std::span<const 
       rejected_writes_.fetch_add(1, std::memory_order_relaxed);
       return absl::ResourceExhaustedError(absl::StrFormat(
           "dram: no room for %d blocks of %s: %s of %s in use and nothing evictable (blocks "
-          "leased, being written, or heads of cached chains)",
+          "leased or being written)",
           keys.size(), FormatBytes(ns->block_bytes), FormatBytes(allocator_.used_bytes()),
           FormatBytes(allocator_.capacity())));
     }

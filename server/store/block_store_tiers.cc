@@ -76,6 +76,7 @@ void BlockStore::AcquireAsync(uint64_t ns_id, std::span<const Key128> keys, uint
       ++e.readers;
       ++e.hits;
       e.visited = true;
+      e.spared = false;  // a read re-arms the leaf-first tie-breaker
       absl::MutexLock lock(&job->mu);
       job->keys.push_back(key);
       job->offsets.push_back(e.offset);

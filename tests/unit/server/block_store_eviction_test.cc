@@ -24,17 +24,34 @@ TEST_F(EvictionTest, AChainIsEatenFromItsTail) {
   auto chain = RandomKeys(4);
   Save(chain);  // one batch: each key's parent is the one before
   Save(RandomKeys(1));
-  EXPECT_EQ(Prefix(chain), 3u);  // the tail went, not the head
-  Save(RandomKeys(1));
-  EXPECT_EQ(Prefix(chain), 2u);
+  EXPECT_EQ(Prefix(chain), 3u);  // the heads were passed over once: the tail went, not the head
+}
+
+TEST_F(EvictionTest, AnUnreadChainHeadIsNotKeptForever) {
+  auto chain = RandomKeys(4);
+  Save(chain);
+  Save(RandomKeys(1));  // the hand passes the heads over once and takes the tail
+  Save(RandomKeys(1));  // next lap: the unread head is judged like any block
+  EXPECT_EQ(Prefix(chain), 0u);
+}
+
+TEST_F(EvictionTest, AReadRearmsAChainHead) {
+  auto chain = RandomKeys(4);
+  Save(chain);
+  Save(RandomKeys(1));  // takes chain[3]; chain[0..2] were passed over once
+  auto read = store_->Acquire(ns_, KeyList{chain[0], chain[1], chain[2]}, 0);
+  ASSERT_EQ(read->offsets.size(), 3u);
+  ASSERT_TRUE(store_->Release(std::vector<uint64_t>{read->lease_id}).ok());
+  Save(RandomKeys(1));  // the read chain stays; the unread single block goes
+  EXPECT_EQ(Prefix(chain), 3u);
 }
 
 TEST_F(EvictionTest, ChainsLinkAcrossBatchesThroughParent) {
   auto chain = RandomKeys(4);
   Save({chain[0], chain[1]});
   Save({chain[2], chain[3]}, chain[1]);
-  Save(RandomKeys(2));
-  EXPECT_EQ(Prefix(chain), 2u);
+  Save(RandomKeys(1));
+  EXPECT_EQ(Prefix(chain), 3u);  // unlinked, chain[1] would be a leaf older than chain[3]
 }
 
 TEST_F(EvictionTest, RecentlyReadBlocksGetASecondChance) {
