@@ -91,6 +91,10 @@ absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_
   app.add_option("--demote-watermark", config.demote_watermark,
                  "Fraction of DRAM in use above which cold blocks are written to NVMe")
       ->capture_default_str();
+  app.add_option("--nvme-admit", config.nvme_admit,
+                 "Which cold blocks go to NVMe: 'reused' (read at least once, or heading a "
+                 "cached chain) or 'all'")
+      ->capture_default_str();
   app.add_option("--nvme-fail-writes-after", config.nvme_fail_writes_after,
                  "Testing only: NVMe writes fail with EIO after this many")
       ->group("");  // hidden from --help
@@ -162,6 +166,10 @@ absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_
   }
   if (config.nvme_queue_depth == 0 || config.nvme_queue_depth > 4096) {
     return absl::InvalidArgumentError("--nvme-queue-depth: must be between 1 and 4096");
+  }
+  if (config.nvme_admit != "all" && config.nvme_admit != "reused") {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--nvme-admit: '%s' is not 'all' or 'reused'", config.nvme_admit));
   }
   if (!(config.demote_watermark > 0 && config.demote_watermark <= 1)) {
     return absl::InvalidArgumentError("--demote-watermark: must be in (0, 1]");

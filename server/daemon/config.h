@@ -24,6 +24,7 @@ struct DaemonConfig {
   uint64_t nvme_capacity = 0;
   uint32_t nvme_queue_depth = 32;
   double demote_watermark = 0.8;
+  std::string nvme_admit = "reused";    // "all" or "reused"
   uint64_t nvme_fail_writes_after = 0;  // test hook: inject EIO after N writes
 };
 

@@ -56,6 +56,8 @@ int Run(int argc, char** argv) {
   store_options.max_lease_ms = config.max_lease_ms;
   store_options.max_batch_keys = config.max_batch;
   store_options.demote_watermark = config.demote_watermark;
+  store_options.nvme_admit =
+      config.nvme_admit == "all" ? StoreOptions::Admit::kAll : StoreOptions::Admit::kReused;
   BlockStore store((*arena)->size(), store_options);
 
   // The NVMe tier, when asked for: its device is scanned and what is intact served again.

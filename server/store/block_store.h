@@ -38,6 +38,10 @@ struct StoreOptions {
   // With an NVMe tier: above this fraction of DRAM in use, the mover writes the coldest
   // DRAM-only blocks down, so eviction finds clean copies to drop.
   double demote_watermark = 0.8;
+  // Which cold blocks are worth an NVMe write: every one, or only those read at least once or
+  // heading a chain (resident children): the rest are mostly one-hit tails.
+  enum class Admit { kAll, kReused };
+  Admit nvme_admit = Admit::kReused;
   // Milliseconds on a monotonic clock; tests inject their own to drive lease expiry.
   std::function<int64_t()> now_ms;
 };

@@ -293,6 +293,10 @@ size_t BlockStore::DemoteSome(size_t max_blocks) {
           if (it == map.end()) return;
           BlockEntry& e = it->second;
           if (e.state != BlockState::kReady || !e.in_dram || e.on_nvme || e.io_pins > 0) return;
+          if (options_.nvme_admit == StoreOptions::Admit::kReused && e.hits == 0 &&
+              e.children == 0) {
+            return;  // not worth a write: it goes when evicted
+          }
           ++e.io_pins;  // the slot must not move while the device reads it
           picked.push_back({id, e.offset, e.bytes});
         });

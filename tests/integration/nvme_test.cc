@@ -36,8 +36,10 @@ class NvmeDaemonTest : public ::testing::Test {
   void StartDaemon(std::vector<std::string> extra = {}) {
     client_.reset();
     std::vector<std::string> args = {
-        "--dram-capacity", "16MiB", "--nvme-path",        (dir_ / "nvme.dat").string(),
-        "--nvme-capacity", "64MiB", "--demote-watermark", "0.01"};
+        "--dram-capacity", "16MiB", "--nvme-path", (dir_ / "nvme.dat").string(), "--nvme-capacity",
+        "64MiB", "--demote-watermark", "0.01",
+        // These tests are about durability and faults: write every block down.
+        "--nvme-admit", "all"};
     args.insert(args.end(), extra.begin(), extra.end());
     auto d = LocalDaemon::Start(BinPath("kvtierd"), args);
     ASSERT_TRUE(d.ok()) << d.status();

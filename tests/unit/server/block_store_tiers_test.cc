@@ -35,7 +35,8 @@ class TieredStoreTest : public ::testing::Test {
   }
 
   // (Re)starts the store on the same device: what a daemon restart does.
-  void Start(uint64_t nvme_bytes = 32 << 20, uint64_t fail_after = 0) {
+  void Start(uint64_t nvme_bytes = 32 << 20, uint64_t fail_after = 0,
+             StoreOptions::Admit admit = StoreOptions::Admit::kAll) {
     nvme_.reset();
     store_.reset();
     NvmeOptions o;
@@ -46,7 +47,9 @@ class TieredStoreTest : public ::testing::Test {
     auto nvme = NvmeStore::Open(o, arena_->base(), arena_->size(), &found);
     ASSERT_TRUE(nvme.ok()) << nvme.status();
     nvme_ = std::move(*nvme);
-    store_ = std::make_unique<BlockStore>(arena_->size(), StoreOptions{});
+    StoreOptions options;
+    options.nvme_admit = admit;
+    store_ = std::make_unique<BlockStore>(arena_->size(), options);
     store_->AttachNvme(nvme_.get(), arena_->base());
     store_->AdoptRecovered(found);
     NamespaceLayout layout;
@@ -129,6 +132,28 @@ TEST_F(TieredStoreTest, ColdBlocksMoveDownAndComeBackByteForByte) {
   EXPECT_EQ(s.tiers[1].hits, 4u);
   EXPECT_EQ(s.tiers[1].status, "ok");
   ASSERT_TRUE(store_->Release(std::vector<uint64_t>{read->lease_id}).ok());
+}
+
+TEST_F(TieredStoreTest, OnlyReusedBlocksAndChainHeadsAreWorthAWrite) {
+  Start(32 << 20, 0, StoreOptions::Admit::kReused);
+  KeyList chain = Keys(1100, 2);  // chain[0] heads chain[1]
+  Save(chain);
+  Key128 read_once{1200, 77}, never_read{1201, 77};
+  Save({read_once});
+  Save({never_read});
+  auto r = store_->Acquire(ns_, KeyList{read_once}, 0);
+  ASSERT_TRUE(store_->Release(std::vector<uint64_t>{r->lease_id}).ok());
+  ASSERT_TRUE(DemoteUntil(2));
+  for (int i = 0; i < 20; ++i) store_->DemoteSome(8);  // nothing else qualifies
+  EXPECT_EQ(Tiers(KeyList{chain[0]}), std::vector<TierId>{TierId::kDram});
+  EXPECT_EQ(store_->Stats().tiers[1].blocks, 2u);  // chain[0] and read_once; not the tails
+  // Turn DRAM over: the admitted two stay reachable on NVMe; the unadmitted block the hand
+  // evicted is gone for good (with --nvme-admit all it would have been written down).
+  for (const Key128& k : Keys(1300, 8)) Save({k});
+  EXPECT_EQ(Tiers(KeyList{chain[0]}), std::vector<TierId>{TierId::kNvme});
+  EXPECT_EQ(Tiers(KeyList{read_once}), std::vector<TierId>{TierId::kNvme});
+  EXPECT_TRUE(Tiers(KeyList{never_read}).empty());
+  EXPECT_EQ(store_->Stats().tiers[1].blocks, 2u);
 }
 
 TEST_F(TieredStoreTest, AFlippedByteOnTheDeviceIsAMissNeverServed) {
