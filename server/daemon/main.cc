@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "absl/strings/str_format.h"
+#include "common/background_loop.h"
 #include "common/log.h"
 #include "common/size.h"
 #include "server/daemon/config.h"
@@ -15,9 +16,7 @@
 #include "server/nvme/nvme_store.h"
 #include "server/service/arena_fd_server.h"
 #include "server/service/kvtier_service.h"
-#include "server/service/lease_reaper.h"
 #include "server/store/block_store.h"
-#include "server/store/tier_mover.h"
 #include "spdlog/spdlog.h"
 
 namespace kvtier {
@@ -62,7 +61,7 @@ int Run(int argc, char** argv) {
 
   // The NVMe tier, when asked for: its device is scanned and what is intact served again.
   std::unique_ptr<NvmeStore> nvme;
-  std::unique_ptr<TierMover> mover;
+  std::unique_ptr<BackgroundLoop> mover;
   if (!config.nvme_path.empty()) {
     NvmeOptions nvme_options;
     nvme_options.path = config.nvme_path;
@@ -75,7 +74,10 @@ int Run(int argc, char** argv) {
     nvme = std::move(*opened);
     store.AttachNvme(nvme.get(), (*arena)->base());
     store.AdoptRecovered(recovered);
-    mover = std::make_unique<TierMover>(&store, /*batch=*/32, /*idle_ms=*/5);
+    // Writes cold DRAM blocks down while DRAM is over its watermark; the writes in flight are
+    // bounded by the engine's queue depth (DemoteSome waits there).
+    mover = std::make_unique<BackgroundLoop>(absl::Milliseconds(5),
+                                             [&store] { return store.DemoteSome(32) > 0; });
   }
 
   const std::string socket = std::filesystem::absolute(config.socket_path).string();
@@ -92,7 +94,11 @@ int Run(int argc, char** argv) {
   info.started_ms = store.NowMs();
   RateSampler rates(&store, /*period_ms=*/1000);
   KvTierService service(&store, info, &rates);
-  LeaseReaper reaper(&store, config.reaper_period_ms);
+  // Ends expired leases, so a killed client's pins and reserved slots go within a period.
+  BackgroundLoop reaper(absl::Milliseconds(config.reaper_period_ms), [&store] {
+    if (size_t n = store.ExpireLeases(); n > 0) spdlog::debug("ended {} expired leases", n);
+    return false;
+  });
 
   unlink(socket.c_str());  // a stale socket file from a killed daemon
   grpc::ServerBuilder builder;

@@ -2,15 +2,11 @@
 
 namespace kvtier {
 
-RateSampler::RateSampler(BlockStore* store, int period_ms)
-    : store_(store), period_ms_(period_ms), thread_([this] { Run(); }) {}
-
-RateSampler::~RateSampler() {
-  {
-    absl::MutexLock lock(&mu_);
-    stop_ = true;
-  }
-  thread_.join();
+RateSampler::RateSampler(BlockStore* store, int period_ms) : store_(store) {
+  loop_ = std::make_unique<BackgroundLoop>(absl::Milliseconds(period_ms), [this] {
+    Sample();
+    return false;
+  });
 }
 
 TierRates RateSampler::Rates(const std::string& name) {
@@ -33,15 +29,6 @@ void RateSampler::Sample() {
     last.at_ms = now;
     last.bytes_in = t.bytes_in;
     last.bytes_out = t.bytes_out;
-  }
-}
-
-void RateSampler::Run() {
-  for (;;) {
-    Sample();
-    absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Milliseconds(period_ms_));
-    if (stop_) return;
   }
 }
 

@@ -157,7 +157,7 @@ class BlockStore {
   // Takes in the blocks found on the device at start-up (warm restart).
   void AdoptRecovered(const std::vector<RecoveredBlock>& blocks);
   // Starts NVMe writes of up to `max_blocks` of the coldest DRAM-only blocks when DRAM use is
-  // over the watermark; returns how many it started. Run by the TierMover.
+  // over the watermark; returns how many it started. Run by the daemon's mover loop.
   size_t DemoteSome(size_t max_blocks);
 
   int64_t NowMs() const { return options_.now_ms(); }
