@@ -114,16 +114,19 @@ int Run(int argc, char** argv) {
         absl::StrFormat("cannot serve on unix:%s%s (in use, or no permission?)", socket,
                         config.listen.empty() ? "" : " and " + config.listen)));
   }
-  spdlog::info("no GPU tier in this build: running with DRAM only");
+  spdlog::info("no GPU tier in this build: the HBM tier is off ({})",
+               nvme ? "tiers: DRAM, NVMe" : "tiers: DRAM only");
   // The real port, when --listen asked for port 0.
   const std::string listening =
       config.listen.empty()
           ? ""
           : absl::StrFormat(" listen=%s:%d", config.listen.substr(0, config.listen.rfind(':')),
                             tcp_port);
-  std::printf("kvtierd ready: node=%s socket=%s dram=%s%s pid=%d\n", config.node_id.c_str(),
-              config.socket_path.c_str(), FormatBytes((*arena)->size()).c_str(), listening.c_str(),
-              getpid());
+  const std::string nvme_text =
+      nvme ? absl::StrFormat(" nvme=%s", FormatBytes(nvme->Counters().capacity_bytes)) : "";
+  std::printf("kvtierd ready: node=%s socket=%s dram=%s%s%s pid=%d\n", config.node_id.c_str(),
+              config.socket_path.c_str(), FormatBytes((*arena)->size()).c_str(), nvme_text.c_str(),
+              listening.c_str(), getpid());
   std::fflush(stdout);
 
   int sig = 0;
