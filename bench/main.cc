@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "bench/dram_bench.h"
+#include "bench/nvme_bench.h"
 #include "bench/trace_bench.h"
 #include "common/size.h"
 
@@ -67,6 +68,24 @@ int main(int argc, char** argv) {
   trace_cmd->add_option("--limit", trace.limit, "Replay the first N requests (0: all)")
       ->capture_default_str();
 
+  kvtier::bench::NvmeBenchOptions nvme;
+  std::string nvme_block = "1MiB";
+  CLI::App* nvme_cmd = app.add_subcommand(
+      "nvme",
+      "NVMe tier demote (write) and promote (read) throughput vs fio on the same file system; "
+      "always starts its own daemons (no --socket)");
+  nvme_cmd->add_option("--block-size", nvme_block, "Block size")->capture_default_str();
+  nvme_cmd->add_option("--qd", nvme.qd, "Daemon --nvme-queue-depth and fio --iodepth")
+      ->capture_default_str();
+  nvme_cmd->add_option("--blocks", nvme.blocks, "Blocks per round (0: about 1 GiB)")
+      ->capture_default_str();
+  nvme_cmd->add_option("--rounds", nvme.rounds, "Interleaved rounds")->capture_default_str();
+  nvme_cmd->add_option("--batch", nvme.batch, "Keys per Save/Load call")->capture_default_str();
+  nvme_cmd->add_option("--streams", nvme.streams, "Load calls in flight at once (read phase)")
+      ->capture_default_str();
+  nvme_cmd->add_option("--dir", nvme.dir,
+                       "Directory for the device files, on a disk (default: the current one)");
+
   CLI11_PARSE(app, argc, argv);
   if (dram_cmd->parsed()) {
     if (!ParseSizeFlag(dram_block, "--block-size", &dram.block_bytes)) return 2;
@@ -79,6 +98,10 @@ int main(int argc, char** argv) {
       return 2;
     }
     return Report(kvtier::bench::RunTraceBench(trace), json, kvtier::bench::FormatTraceResult);
+  }
+  if (nvme_cmd->parsed()) {
+    if (!ParseSizeFlag(nvme_block, "--block-size", &nvme.block_bytes)) return 2;
+    return Report(kvtier::bench::RunNvmeBench(nvme), json);
   }
   return 2;
 }
