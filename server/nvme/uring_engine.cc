@@ -52,8 +52,12 @@ absl::StatusOr<std::unique_ptr<UringEngine>> UringEngine::Create(int fd, unsigne
 UringEngine::~UringEngine() {
   {
     absl::MutexLock lock(&mu_);
+    // Callbacks may use what the owner destroys after us: wait for them too.
     mu_.Await(absl::Condition(
-        +[](unsigned* n) { return *n == 0; }, &in_flight_));
+        +[](UringEngine* e) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          return e->in_flight_ == 0 && e->running_callbacks_ == 0;
+        },
+        this));
     stopping_ = true;
   }
   Submit(new Op{Op::kStop, {}, nullptr, 0, 0, nullptr});
@@ -113,9 +117,16 @@ void UringEngine::Reap() {
     const int result = cqe->res;
     io_uring_cqe_seen(&ring_, cqe);
     if (op->kind == Op::kStop) return;
+    // The device slot is free now: let the next operation go out while this callback runs
+    // (it checksums the block and answers the client, which would otherwise idle the queue).
+    {
+      absl::MutexLock lock(&mu_);
+      --in_flight_;
+      ++running_callbacks_;
+    }
     op->done(result);
     absl::MutexLock lock(&mu_);
-    --in_flight_;
+    --running_callbacks_;
   }
 }
 

@@ -62,7 +62,8 @@ class UringEngine {
   static constexpr uint64_t kFixedPiece = 1ULL << 30;
 
   absl::Mutex mu_;  // guards the submission queue and the in-flight count
-  unsigned in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  unsigned in_flight_ ABSL_GUARDED_BY(mu_) = 0;          // submitted, not yet completed
+  unsigned running_callbacks_ ABSL_GUARDED_BY(mu_) = 0;  // completed, callback running
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread reaper_;
 };
