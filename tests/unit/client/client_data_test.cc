@@ -9,6 +9,7 @@
 #include "gtest/gtest.h"
 #include "kvtier/client.h"
 #include "temp_dir.h"
+#include "tests/support/wait.h"
 
 namespace kvtier {
 namespace {
@@ -243,11 +244,12 @@ TEST_F(ClientDataTest, RemapsAfterTheDaemonRestarts) {
   layout.block_bytes = kBlockBytes;
   // The channel reconnects within its (short) backoff.
   Status s;
-  for (int i = 0; i < 50; ++i) {
-    s = client_->RegisterNamespace(layout, &ns_);
-    if (s.ok()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  kvtier::testing::WaitUntil(
+      [&] {
+        s = client_->RegisterNamespace(layout, &ns_);
+        return s.ok();
+      },
+      absl::Seconds(5), absl::Milliseconds(100));
   ASSERT_TRUE(s.ok()) << s.ToString();
   ASSERT_TRUE(client_->Save(ns_, keys_, src_, &saved).ok());
   EXPECT_EQ(saved, 3u);

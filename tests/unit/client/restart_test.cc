@@ -8,6 +8,7 @@
 #include "gtest/gtest.h"
 #include "kvtier/client.h"
 #include "temp_dir.h"
+#include "tests/support/wait.h"
 
 namespace kvtier {
 namespace {
@@ -27,11 +28,12 @@ Status Register(Client& client, Namespace* ns) {
 template <typename Call>
 Status Eventually(Call&& call) {
   Status s;
-  for (int i = 0; i < 50; ++i) {
-    s = call();
-    if (s.ok()) return s;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  kvtier::testing::WaitUntil(
+      [&] {
+        s = call();
+        return s.ok();
+      },
+      absl::Seconds(5), absl::Milliseconds(100));
   return s;
 }
 
