@@ -33,6 +33,30 @@ absl::StatusOr<Target> StartTarget(const std::string& socket,
   return t;
 }
 
+absl::Status ToAbsl(const Status& s) {
+  return s.ok() ? absl::OkStatus()
+                : absl::Status(static_cast<absl::StatusCode>(s.code()), s.message());
+}
+
+absl::StatusOr<ConnectedDaemon> StartConnected(const std::vector<std::string>& args,
+                                               const std::string& model_id, uint64_t block_bytes,
+                                               int timeout_ms) {
+  ConnectedDaemon d;
+  auto target = StartTarget("", args);
+  if (!target.ok()) return target.status();
+  d.target = std::move(*target);
+  ClientOptions options;
+  options.socket_path = d.target.socket;
+  options.timeout_ms = timeout_ms;
+  if (Status s = Client::Connect(options, &d.client); !s.ok()) return ToAbsl(s);
+  NamespaceLayout layout;
+  layout.model_id = model_id;
+  layout.layout_tag = "opaque";
+  layout.block_bytes = block_bytes;
+  if (Status s = d.client->RegisterNamespace(layout, &d.ns); !s.ok()) return ToAbsl(s);
+  return d;
+}
+
 double Median(std::vector<double> v) { return Percentile(std::move(v), 50); }
 
 double Percentile(std::vector<double> v, double p) {

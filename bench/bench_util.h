@@ -25,6 +25,20 @@ struct Target {
 };
 absl::StatusOr<Target> StartTarget(const std::string& socket, const std::vector<std::string>& args);
 
+// The client library's status as an absl::Status (same code, same message).
+absl::Status ToAbsl(const Status& s);
+
+// A fresh daemon (StartTarget with `args`), a client of it (calls may take `timeout_ms`) and an
+// opaque namespace `model_id` of `block_bytes` blocks registered on it.
+struct ConnectedDaemon {
+  Target target;
+  std::unique_ptr<Client> client;
+  Namespace ns;
+};
+absl::StatusOr<ConnectedDaemon> StartConnected(const std::vector<std::string>& args,
+                                               const std::string& model_id, uint64_t block_bytes,
+                                               int timeout_ms = 30'000);
+
 inline double Seconds(std::chrono::steady_clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }

@@ -14,11 +14,6 @@
 namespace kvtier::bench {
 namespace {
 
-absl::Status ToAbsl(const Status& s) {
-  return s.ok() ? absl::OkStatus()
-                : absl::Status(static_cast<absl::StatusCode>(s.code()), s.message());
-}
-
 std::vector<BlockKey> FreshKeys(size_t n, std::mt19937_64& rng) {
   std::vector<BlockKey> keys(n);
   for (BlockKey& k : keys) k = {rng(), rng()};

@@ -20,11 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-absl::Status ToAbsl(const Status& s) {
-  return s.ok() ? absl::OkStatus()
-                : absl::Status(static_cast<absl::StatusCode>(s.code()), s.message());
-}
-
 std::string BlockLabel(uint64_t bytes) {
   return bytes % (1 << 20) == 0 ? absl::StrCat(bytes >> 20, "MiB")
                                 : absl::StrCat(bytes >> 10, "KiB");
@@ -84,29 +79,12 @@ struct Setup {
   std::vector<void*> dst;
 };
 
-struct Connected {
-  Target target;
-  std::unique_ptr<Client> client;
-  Namespace ns;
-};
+using Connected = ConnectedDaemon;
 
 absl::StatusOr<Connected> StartDaemon(const Setup& s, const std::vector<std::string>& more) {
   std::vector<std::string> args = s.args;
   args.insert(args.end(), more.begin(), more.end());
-  Connected c;
-  auto target = StartTarget("", args);
-  if (!target.ok()) return target.status();
-  c.target = std::move(*target);
-  ClientOptions copts;
-  copts.socket_path = c.target.socket;
-  copts.timeout_ms = 60'000;
-  if (Status st = Client::Connect(copts, &c.client); !st.ok()) return ToAbsl(st);
-  NamespaceLayout layout;
-  layout.model_id = "kvtier-bench-nvme";
-  layout.layout_tag = "opaque";
-  layout.block_bytes = s.o.block_bytes;
-  if (Status st = c.client->RegisterNamespace(layout, &c.ns); !st.ok()) return ToAbsl(st);
-  return c;
+  return StartConnected(args, "kvtier-bench-nvme", s.o.block_bytes, /*timeout_ms=*/60'000);
 }
 
 absl::StatusOr<TierStats> NvmeTier(Client& client) {

@@ -22,11 +22,6 @@ namespace {
 constexpr size_t kBatch = 1024;            // keys per call (the daemon's default cap is 4096)
 constexpr uint64_t kProgressEvery = 1000;  // requests between progress lines
 
-absl::Status ToAbsl(const Status& s) {
-  return s.ok() ? absl::OkStatus()
-                : absl::Status(static_cast<absl::StatusCode>(s.code()), s.message());
-}
-
 // Block content derived from the hash id, so every load can be checked: word j of block `id`.
 // Bijective in id for a fixed j, and in j for a fixed id.
 inline uint64_t PatternWord(uint64_t id, uint64_t j) {
@@ -170,11 +165,7 @@ absl::Status Replayer::Request(const std::vector<uint64_t>& ids) {
 
 // A daemon for the replay, a client of it and the trace's namespace. The NVMe file (when
 // nvme_bytes > 0) goes in a temporary directory owned by *nvme_dir.
-struct TraceDaemon {
-  Target target;
-  std::unique_ptr<Client> client;
-  Namespace ns;
-};
+using TraceDaemon = ConnectedDaemon;
 
 absl::StatusOr<TraceDaemon> StartTraceDaemon(const TraceBenchOptions& o, uint64_t nvme_bytes,
                                              TempDir* nvme_dir) {
@@ -187,19 +178,7 @@ absl::StatusOr<TraceDaemon> StartTraceDaemon(const TraceBenchOptions& o, uint64_
     args.insert(args.end(), {"--nvme-path", nvme_dir->path + "/nvme.dat", "--nvme-capacity",
                              std::to_string(nvme_bytes)});
   }
-  TraceDaemon d;
-  auto target = StartTarget("", args);
-  if (!target.ok()) return target.status();
-  d.target = std::move(*target);
-  ClientOptions copts;
-  copts.socket_path = d.target.socket;
-  copts.timeout_ms = 30'000;
-  if (Status s = Client::Connect(copts, &d.client); !s.ok()) return ToAbsl(s);
-  NamespaceLayout layout;
-  layout.model_id = "kvtier-bench-trace";
-  layout.block_bytes = o.block_bytes;
-  if (Status s = d.client->RegisterNamespace(layout, &d.ns); !s.ok()) return ToAbsl(s);
-  return d;
+  return StartConnected(args, "kvtier-bench-trace", o.block_bytes);
 }
 
 // The same replay against a DRAM-only daemon of the same DRAM size: the figure NVMe is
