@@ -128,9 +128,14 @@ void BlockStore::FinishPromotion(const BlockId& id, uint64_t slot, uint64_t slot
   {
     absl::MutexLock space(&space_mu_);
     std::optional<BlockEntry> gone;
+    bool found = true;
     index_.WithShard(id, [&](BlockIndex::Map& map) {
       auto it = map.find(id);
-      BlockEntry& e = it->second;  // readers > 0: the entry cannot have left
+      if (it == map.end()) {  // readers > 0 keeps it: never expected
+        found = false;
+        return;
+      }
+      BlockEntry& e = it->second;
       if (status.ok()) {
         e.state = BlockState::kReady;
         e.in_dram = true;
@@ -148,7 +153,14 @@ void BlockStore::FinishPromotion(const BlockId& id, uint64_t slot, uint64_t slot
       waiters = std::move(promo_waiters_[id]);
       promo_waiters_.erase(id);
     });
-    if (status.ok()) {
+    if (!found) {
+      spdlog::error("promotion of {} finished for a block no longer indexed", KeyToHex(id.key));
+      absl::MutexLock promo(&promo_mu_);
+      waiters = std::move(promo_waiters_[id]);
+      promo_waiters_.erase(id);
+      if (slot_bytes != 0) FreeSlotLocked(slot, slot_bytes, /*was_ready=*/false);
+      status = absl::InternalError("block left the index during its promotion");
+    } else if (status.ok()) {
       PolicyLocked(slot_bytes).Insert(slot);
       dram_blocks_.fetch_add(1, std::memory_order_relaxed);
       promotions_.fetch_add(1, std::memory_order_relaxed);
@@ -311,7 +323,12 @@ size_t BlockStore::DemoteSome(size_t max_blocks) {
     nvme_->Write({c.id.ns, c.id.key}, src, c.bytes, checksum,
                  [this, id = c.id, checksum](absl::StatusOr<NvmeLocation> at) {
                    index_.WithShard(id, [&](BlockIndex::Map& map) {
-                     BlockEntry& e = map.at(id);  // io_pins > 0 kept it
+                     auto it = map.find(id);
+                     if (it == map.end()) {  // io_pins > 0 keeps it: never expected
+                       spdlog::error("NVMe write finished for a block no longer indexed");
+                       return;
+                     }
+                     BlockEntry& e = it->second;
                      --e.io_pins;
                      if (!at.ok()) return;
                      e.on_nvme = true;

@@ -132,6 +132,9 @@ TEST_F(TieredStoreTest, ColdBlocksMoveDownAndComeBackByteForByte) {
   EXPECT_EQ(s.tiers[1].hits, 4u);
   EXPECT_EQ(s.tiers[1].status, "ok");
   ASSERT_TRUE(store_->Release(std::vector<uint64_t>{read->lease_id}).ok());
+  // Promoted blocks are evictable again (their clean DRAM copies go, the NVMe copies stay).
+  for (const Key128& k : Keys(250, 4)) Save({k});
+  EXPECT_EQ(Tiers(first), std::vector<TierId>(4, TierId::kNvme));
 }
 
 TEST_F(TieredStoreTest, OnlyReusedBlocksAndChainHeadsAreWorthAWrite) {
