@@ -36,8 +36,6 @@ class SlabAllocator {
   uint64_t capacity() const { return num_slabs_ * slab_bytes_; }
   uint64_t used_bytes() const { return used_bytes_; }
   uint64_t free_slabs() const { return free_slabs_.size(); }
-  // Largest slot the arena can ever hold.
-  uint64_t max_slot_bytes() const { return capacity(); }
 
  private:
   static constexpr uint32_t kNotPartial = ~0u;

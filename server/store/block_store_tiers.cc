@@ -305,6 +305,9 @@ size_t BlockStore::DemoteSome(size_t max_blocks) {
           if (it == map.end()) return;
           BlockEntry& e = it->second;
           if (e.state != BlockState::kReady || !e.in_dram || e.on_nvme || e.io_pins > 0) return;
+          // Larger than an NVMe region: it can only live in DRAM (else the mover would try again
+          // on every pass).
+          if (e.bytes > nvme_->max_block_bytes()) return;
           if (options_.nvme_admit == StoreOptions::Admit::kReused && e.hits == 0 &&
               e.children == 0) {
             return;  // not worth a write: it goes when evicted

@@ -260,3 +260,41 @@ TEST_F(TieredStoreTest, AFailingDeviceDegradesAndDramKeepsServing) {
 
 }  // namespace
 }  // namespace kvtier
+
+namespace kvtier {
+namespace {
+
+TEST(TieredStoreLimitsTest, BlocksLargerThanARegionStayInDram) {
+  const auto dir = std::filesystem::current_path() / ("tiers-big-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  auto arena = Arena::Create(16 << 20, "tiers-big");
+  ASSERT_TRUE(arena.ok());
+  NvmeOptions o;
+  o.path = (dir / "nvme.dat").string();
+  o.capacity = 8 << 20;  // two 4 MiB regions: a record holds at most 4 MiB - 8 KiB
+  std::vector<RecoveredBlock> found;
+  auto nvme = NvmeStore::Open(o, (*arena)->base(), (*arena)->size(), &found);
+  ASSERT_TRUE(nvme.ok());
+  StoreOptions options;
+  options.nvme_admit = StoreOptions::Admit::kAll;
+  options.demote_watermark = 0.01;  // write down anything, so only the size can stop it
+  BlockStore store((*arena)->size(), options);
+  store.AttachNvme(nvme->get(), (*arena)->base());
+  NamespaceLayout layout;
+  layout.model_id = "big";
+  layout.block_bytes = 4 << 20;
+  bool created;
+  auto ns = store.RegisterNamespace(layout, &created);
+  ASSERT_TRUE(ns.ok());
+  auto grant = store.Allocate((*ns)->id, KeyList{{1, 1}, {2, 2}}, std::nullopt, 0);
+  ASSERT_TRUE(grant.ok()) << grant.status();
+  ASSERT_TRUE(store.Commit(grant->lease_id, {}, {}).ok());
+  EXPECT_EQ(store.DemoteSome(8), 0u);  // nothing it could ever write: not even tried
+  EXPECT_EQ((*nvme)->Counters().bytes_in, 0u);
+  EXPECT_FALSE((*nvme)->Counters().degraded);
+  nvme->reset();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace kvtier
