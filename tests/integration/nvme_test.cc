@@ -12,6 +12,7 @@
 #include "common/local_daemon.h"
 #include "kvtier/client.h"
 #include "tests/support/bin_path.h"
+#include "tests/support/flip_byte.h"
 #include "tests/support/random_bytes.h"
 #include "tests/support/wait.h"
 
@@ -158,11 +159,7 @@ TEST_F(NvmeDaemonTest, AFlippedByteOnTheDeviceIsAMissAndCounted) {
   client_.reset();
   ASSERT_EQ(daemon_->Stop(), 0);
   // The first record of the first region: its payload starts after two 4 KiB headers.
-  int fd = open((dir_ / "nvme.dat").c_str(), O_RDWR);
-  ASSERT_GE(fd, 0);
-  char junk = 0x33;
-  ASSERT_EQ(pwrite(fd, &junk, 1, 8192 + 777), 1);
-  close(fd);
+  ASSERT_TRUE(FlipByte((dir_ / "nvme.dat").string(), 8192 + 777));
   StartDaemon();
   int served = 0;
   for (size_t i = 0; i < keys.size(); ++i) served += LoadOne(keys[i], i);

@@ -10,6 +10,7 @@
 #include "server/dram/arena.h"
 #include "server/nvme/nvme_format.h"
 #include "server/store/block_store.h"
+#include "tests/support/flip_byte.h"
 
 namespace kvtier {
 namespace {
@@ -165,17 +166,13 @@ TEST_F(TieredStoreTest, AFlippedByteOnTheDeviceIsAMissNeverServed) {
   ASSERT_TRUE(DemoteUntil(4));
   for (const Key128& k : Keys(400, 4)) Save({k});  // first four now only on NVMe
   // Flip one payload byte of every record on the device (records follow a region header).
-  int fd = open((dir_ / "nvme.dat").c_str(), O_RDWR);
-  ASSERT_GE(fd, 0);
   const uint64_t region = nvme_->region_bytes();
   for (uint64_t start = 0; start < nvme_->Counters().capacity_bytes; start += region) {
     for (uint64_t at = start + nvme::kPage; at + nvme::RecordBytes(kBlock) <= start + region;
          at += nvme::RecordBytes(kBlock)) {
-      char junk = 0x42;
-      ASSERT_EQ(pwrite(fd, &junk, 1, at + nvme::kPage + 12345), 1);
+      ASSERT_TRUE(testing::FlipByte((dir_ / "nvme.dat").string(), at + nvme::kPage + 12345));
     }
   }
-  close(fd);
   auto read = store_->Acquire(ns_, keys, 0);
   ASSERT_TRUE(read.ok());
   EXPECT_EQ(read->offsets.size(), 0u);  // the first block fails its checksum: the prefix ends

@@ -11,6 +11,7 @@
 
 #include "server/dram/arena.h"
 #include "server/nvme/nvme_format.h"
+#include "tests/support/flip_byte.h"
 
 namespace kvtier {
 namespace {
@@ -105,12 +106,7 @@ TEST_F(NvmeStoreTest, FlippedBytesAreDataLossNeverServed) {
   auto loc = Write(*store, {1, {1, 1}}, block.get(), bytes);
   ASSERT_TRUE(loc.ok());
   // Flip a byte of the payload behind the store's back.
-  int fd = open(path_.c_str(), O_WRONLY);
-  ASSERT_GE(fd, 0);
-  char junk = 0x5a;
-  ASSERT_EQ(pwrite(fd, &junk, 1, loc->offset + nvme::kPage + 1000), 1);
-  fsync(fd);
-  close(fd);
+  ASSERT_TRUE(testing::FlipByte(path_, loc->offset + nvme::kPage + 1000));
   Buffer out = Aligned(bytes);
   absl::Status s = Read(*store, *loc, out.get(), bytes, nvme::PayloadChecksum(block.get(), bytes));
   EXPECT_TRUE(absl::IsDataLoss(s)) << s;
@@ -132,10 +128,7 @@ TEST_F(NvmeStoreTest, RestartFindsIntactRecordsAndStopsAtATornOne) {
     }
   }
   // Tear the header of the fourth record.
-  int fd = open(path_.c_str(), O_WRONLY);
-  char junk = 0;
-  ASSERT_EQ(pwrite(fd, &junk, 1, at[3].offset + 40), 1);
-  close(fd);
+  ASSERT_TRUE(testing::FlipByte(path_, at[3].offset + 40));
 
   std::vector<RecoveredBlock> found;
   auto store = Open(16 << 20, &found);
