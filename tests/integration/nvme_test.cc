@@ -69,6 +69,17 @@ class NvmeDaemonTest : public ::testing::Test {
     }
   }
 
+  // Saves n blocks, waits until every one is on NVMe, then stops the daemon cleanly: the device
+  // then holds them all and DRAM is gone.
+  std::vector<BlockKey> SaveAndWriteDown(size_t n) {
+    auto keys = Keys(n);
+    SaveAll(keys);
+    EXPECT_TRUE(WaitUntil([&] { return Nvme().blocks == n; }, absl::Seconds(20)));
+    client_.reset();
+    EXPECT_EQ(daemon_->Stop(), 0);
+    return keys;
+  }
+
   TierStats Nvme() {
     DaemonStats stats;
     EXPECT_TRUE(client_->Stats(&stats).ok());
@@ -114,11 +125,7 @@ TEST_F(NvmeDaemonTest, BlocksSurviveKill9AndComeBackFromNvme) {
 
 TEST_F(NvmeDaemonTest, PrefetchMovesBlocksUpAndBlocksListsByTier) {
   StartDaemon();
-  auto keys = Keys(6);
-  SaveAll(keys);
-  ASSERT_TRUE(WaitUntil([&] { return Nvme().blocks == 6; }, absl::Seconds(20)));
-  client_.reset();
-  ASSERT_EQ(daemon_->Stop(), 0);
+  auto keys = SaveAndWriteDown(6);
   StartDaemon();  // everything is on NVMe only now
   ProcessResult listed = RunProgram({BinPath("kvtier"), "--socket", daemon_->socket_path(),
                                      "blocks", "--tier", "nvme", "--json"});
@@ -153,11 +160,7 @@ TEST_F(NvmeDaemonTest, Kill9WhileWritingNeverServesAWrongByte) {
 
 TEST_F(NvmeDaemonTest, AFlippedByteOnTheDeviceIsAMissAndCounted) {
   StartDaemon();
-  auto keys = Keys(8);
-  SaveAll(keys);
-  ASSERT_TRUE(WaitUntil([&] { return Nvme().blocks == 8; }, absl::Seconds(20)));
-  client_.reset();
-  ASSERT_EQ(daemon_->Stop(), 0);
+  auto keys = SaveAndWriteDown(8);
   // The first record of the first region: its payload starts after two 4 KiB headers.
   ASSERT_TRUE(FlipByte((dir_ / "nvme.dat").string(), 8192 + 777));
   StartDaemon();
