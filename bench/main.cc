@@ -2,10 +2,15 @@
 // then RESULT lines comparing our figure with a physical baseline measured in the same run.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
+#include "absl/strings/str_split.h"
 #include "bench/dram_bench.h"
 #include "bench/nvme_bench.h"
+#include "bench/remote_bench.h"
+#include "bench/ring_bench.h"
 #include "bench/trace_bench.h"
+#include "bench/ucx_perftest.h"
 #include "common/size.h"
 
 using kvtier::bench::Result;
@@ -34,6 +39,50 @@ int Report(const absl::StatusOr<std::vector<Result>>& results, bool json,
   } else {
     for (const Result& r : *results) std::printf("%s\n", format(r).c_str());
   }
+  return 0;
+}
+
+// Prints the per-test figures and the best (or them as JSON); the exit status.
+int ReportUcxBaseline(const kvtier::bench::UcxPerftestOptions& options,
+                      const absl::StatusOr<kvtier::bench::UcxPerftestResult>& result, bool json) {
+  if (!result.ok()) {
+    std::fprintf(stderr, "kvtier-bench: %s\n", result.status().ToString().c_str());
+    return 1;
+  }
+  const std::string tls = options.tls.empty() ? "default" : options.tls;
+  if (json) {
+    nlohmann::json figures = nlohmann::json::array();
+    for (const auto& f : result->figures) {
+      figures.push_back({{"test", f.test}, {"gbps", f.gbps}, {"error", f.error}});
+    }
+    nlohmann::json out = {{"tls", tls},
+                          {"block_bytes", options.bytes},
+                          {"figures", figures},
+                          {"best_test", result->best_test},
+                          {"best_gbps", result->best_gbps},
+                          {"best_two_sided_test", result->best_two_sided_test},
+                          {"best_two_sided_gbps", result->best_two_sided_gbps}};
+    std::printf("%s\n", out.dump().c_str());
+    return 0;
+  }
+  for (const auto& f : result->figures) {
+    if (f.error.empty()) {
+      std::printf("ucx_perftest %-10s tls=%s block_bytes=%llu %8.2f GB/s   (%s)\n", f.test.c_str(),
+                  tls.c_str(), static_cast<unsigned long long>(options.bytes), f.gbps,
+                  f.command.c_str());
+    } else {
+      std::printf("ucx_perftest %-10s tls=%s FAILED: %s\n", f.test.c_str(), tls.c_str(),
+                  f.error.c_str());
+    }
+  }
+  // One-sided tests reuse one buffer: on shared memory they measure cache; see ucx_perftest.h.
+  std::printf(
+      "BASELINE ucx_perftest tls=%s block_bytes=%llu best_test=%s best_gbps=%.2f "
+      "two_sided_test=%s two_sided_gbps=%.2f\n",
+      tls.c_str(), static_cast<unsigned long long>(options.bytes), result->best_test.c_str(),
+      result->best_gbps,
+      result->best_two_sided_test.empty() ? "-" : result->best_two_sided_test.c_str(),
+      result->best_two_sided_gbps);
   return 0;
 }
 
@@ -86,7 +135,55 @@ int main(int argc, char** argv) {
   nvme_cmd->add_option("--dir", nvme.dir,
                        "Directory for the device files, on a disk (default: the current one)");
 
+  kvtier::bench::RingBenchOptions ring;
+  CLI::App* ring_cmd = app.add_subcommand(
+      "ring",
+      "Cluster placement over N nodes: lookup rate, memory, balance and movement vs hash mod N "
+      "(one core, no daemon)");
+  ring_cmd->add_option("--nodes", ring.nodes, "Nodes (slots 0..N-1)")->capture_default_str();
+  ring_cmd->add_option("--keys", ring.keys, "Random keys (0: 200 x nodes)")->capture_default_str();
+  ring_cmd->add_option("--seed", ring.seed, "Seed of the keys and of the node that leaves")
+      ->capture_default_str();
+
+  kvtier::bench::UcxPerftestOptions ucx;
+  std::string ucx_block = "1MiB";
+  std::string ucx_tests = "tag_bw,ucp_get,ucp_put_bw,ucp_am_bw";
+  CLI::App* ucx_cmd = app.add_subcommand(
+      "ucx-baseline",
+      "UCX baseline: ucx_perftest server and client on 127.0.0.1, bandwidth per UCP test and the "
+      "best");
+  ucx_cmd->add_option("--tls", ucx.tls, "UCX_TLS, e.g. tcp or posix,cma (',self' is added)")
+      ->capture_default_str();
+  ucx_cmd->add_option("--block-size", ucx_block, "Message size")->capture_default_str();
+  ucx_cmd->add_option("--tests", ucx_tests, "ucx_perftest tests, comma-separated")
+      ->capture_default_str();
+  ucx_cmd->add_option("--iterations", ucx.iterations, "Messages per test (0: about 1 GiB)")
+      ->capture_default_str();
+  ucx_cmd->add_option("--timeout", ucx.timeout_s, "Seconds allowed per test")
+      ->capture_default_str();
+
+  kvtier::bench::RemoteBenchOptions remote;
+  std::string remote_block = "1MiB";
+  CLI::App* remote_cmd = app.add_subcommand(
+      "remote",
+      "Cluster of 3 daemons on loopback: blocks saved on one, read through another over UCX, vs "
+      "ucx_perftest; pool-wide lookup latency of a 2,048-block chain");
+  remote_cmd->add_option("--block-size", remote_block, "Block size")->capture_default_str();
+  remote_cmd->add_option("--blocks", remote.blocks, "Blocks (0: about 256 MiB)")
+      ->capture_default_str();
+  remote_cmd->add_option("--batch", remote.batch, "Keys per Acquire")->capture_default_str();
+  remote_cmd->add_option("--streams", remote.streams, "Acquire calls in flight")
+      ->capture_default_str();
+  remote_cmd->add_option("--rounds", remote.rounds, "Interleaved rounds")->capture_default_str();
+  remote_cmd->add_option("--lookups", remote.lookups, "Lookup calls timed")->capture_default_str();
+  remote_cmd->add_option("--tls", remote.tls,
+                         "UCX_TLS for the daemons (default: $UCX_TLS, else tcp)");
+
   CLI11_PARSE(app, argc, argv);
+  if (remote_cmd->parsed()) {
+    if (!ParseSizeFlag(remote_block, "--block-size", &remote.block_bytes)) return 2;
+    return Report(kvtier::bench::RunRemoteBench(remote), json);
+  }
   if (dram_cmd->parsed()) {
     if (!ParseSizeFlag(dram_block, "--block-size", &dram.block_bytes)) return 2;
     return Report(kvtier::bench::RunDramBench(dram), json);
@@ -102,6 +199,17 @@ int main(int argc, char** argv) {
   if (nvme_cmd->parsed()) {
     if (!ParseSizeFlag(nvme_block, "--block-size", &nvme.block_bytes)) return 2;
     return Report(kvtier::bench::RunNvmeBench(nvme), json);
+  }
+  if (ring_cmd->parsed()) {
+    return Report(kvtier::bench::RunRingBench(ring), json, kvtier::bench::FormatRingResult);
+  }
+  if (ucx_cmd->parsed()) {
+    if (!ParseSizeFlag(ucx_block, "--block-size", &ucx.bytes)) return 2;
+    ucx.tests.clear();
+    for (const auto& t : absl::StrSplit(ucx_tests, ',', absl::SkipEmpty())) {
+      ucx.tests.emplace_back(t);
+    }
+    return ReportUcxBaseline(ucx, kvtier::bench::RunUcxPerftest(ucx), json);
   }
   return 2;
 }

@@ -1,5 +1,6 @@
 #include "commands.h"
 
+#include <cstdio>
 #include <string>
 
 #include "cli_format.h"
@@ -214,6 +215,54 @@ Status RunDrop(Client& client, const DropArgs& args, bool json, std::ostream& ou
   }
   out << "dropped " << result.dropped << ", busy " << result.busy << ", missing " << result.missing
       << '\n';
+  return Status();
+}
+
+Status RunCluster(Client& client, bool json, std::ostream& out) {
+  ClusterInfo info;
+  if (Status s = client.Cluster(&info); !s.ok()) return s;
+  if (json) {
+    PrintJson(ClusterToJson(info), out);
+    return Status();
+  }
+  if (!info.enabled) {
+    out << "node " << info.self_id << ": " << info.membership_status << '\n';
+    return Status();
+  }
+  Table about({{""}, {""}});
+  about.AddRow({"node", info.self_id});
+  about.AddRow({"membership", info.membership + " (" + info.membership_status + ")"});
+  about.AddRow({"roster version", std::to_string(info.roster_version)});
+  about.AddRow({"transport", info.transport});
+  about.AddRow({"directory", std::to_string(info.directory_entries) + " keys"});
+  about.HideHeader();
+  about.Print(out);
+  out << '\n';
+  Table members({{"ID"},
+                 {"ADDRESS"},
+                 {"SLOT", Align::kRight},
+                 {"STATE"},
+                 {"PULLED", Align::kRight},
+                 {"BLOCKS", Align::kRight},
+                 {"CALLS", Align::kRight},
+                 {"ERRORS", Align::kRight},
+                 {"P50", Align::kRight},
+                 {"P99", Align::kRight},
+                 {"LAST ERROR"}});
+  auto ms = [](double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.2fms", v);
+    return std::string(buf);
+  };
+  for (const ClusterMemberInfo& m : info.members) {
+    const bool self = m.state == "self";
+    members.AddRow({m.id, m.address, std::to_string(m.slot), m.state,
+                    self ? "-" : FormatSize(m.bytes_in), self ? "-" : std::to_string(m.pulls),
+                    self ? "-" : std::to_string(m.calls), self ? "-" : std::to_string(m.errors),
+                    self || m.calls == 0 ? "-" : ms(m.latency_ms_p50),
+                    self || m.calls == 0 ? "-" : ms(m.latency_ms_p99), m.last_error});
+  }
+  members.Print(out);
   return Status();
 }
 

@@ -36,5 +36,6 @@ Status RunTiers(Client& client, bool json, std::ostream& out);
 Status RunNamespaces(Client& client, bool json, std::ostream& out);
 Status RunBlocks(Client& client, const BlocksArgs& args, bool json, std::ostream& out);
 Status RunDrop(Client& client, const DropArgs& args, bool json, std::ostream& out);
+Status RunCluster(Client& client, bool json, std::ostream& out);
 
 }  // namespace kvtier::cli

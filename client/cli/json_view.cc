@@ -36,6 +36,41 @@ nlohmann::json StatsToJson(const DaemonStats& stats, const std::string& socket_p
       {"lookup_keys", stats.lookup_keys},
       {"lookup_hit_keys", stats.lookup_hit_keys},
       {"rejected_writes", stats.rejected_writes},
+      {"remote_hit_keys", stats.remote_hit_keys},
+      {"remote_pulls", stats.remote_pulls},
+      {"remote_pull_bytes", stats.remote_pull_bytes},
+      {"remote_pull_failures", stats.remote_pull_failures},
+  };
+}
+
+nlohmann::json ClusterToJson(const ClusterInfo& info) {
+  nlohmann::json members = nlohmann::json::array();
+  for (const ClusterMemberInfo& m : info.members) {
+    members.push_back({
+        {"id", m.id},
+        {"address", m.address},
+        {"state", m.state},
+        {"slot", m.slot},
+        {"bytes_in", m.bytes_in},
+        {"pulls", m.pulls},
+        {"calls", m.calls},
+        {"errors", m.errors},
+        {"latency_ms_p50", m.latency_ms_p50},
+        {"latency_ms_p99", m.latency_ms_p99},
+        {"last_error", m.last_error},
+    });
+  }
+  return {
+      {"enabled", info.enabled},
+      {"self", info.self_id},
+      {"membership", info.membership},
+      {"membership_status", info.membership_status},
+      // A string, like other 64-bit identifiers here, so no JSON reader loses bits.
+      {"roster_version", std::to_string(info.roster_version)},
+      {"transport", info.transport},
+      {"directory_entries", info.directory_entries},
+      {"stale_roster_rejects", info.stale_roster_rejects},
+      {"members", std::move(members)},
   };
 }
 

@@ -14,5 +14,6 @@ nlohmann::json StatsToJson(const DaemonStats& stats, const std::string& socket_p
 nlohmann::json NamespaceToJson(const NamespaceEntry& entry);
 nlohmann::json BlockToJson(const BlockEntry& block);
 nlohmann::json DropToJson(uint64_t namespace_id, const DropResult& result);
+nlohmann::json ClusterToJson(const ClusterInfo& info);
 
 }  // namespace kvtier::cli

@@ -1,6 +1,6 @@
 // kvtier: the operator's view of the local kvtierd.
 //
-//   kvtier [--socket PATH] [--timeout-ms N] <status|tiers|namespaces|blocks|drop> [--json]
+//   kvtier [--socket PATH] [--timeout-ms N] <status|tiers|namespaces|blocks|drop|cluster> [--json]
 //
 // Exit status: 0 ok; 1 bad arguments or an error the daemon answered; 2 no daemon reachable
 // (UNAVAILABLE or DEADLINE_EXCEEDED). Errors are one line on stderr: "kvtier: <message>".
@@ -55,6 +55,8 @@ int Main(int argc, char** argv) {
   std::string blocks_tier;
   blocks->add_option("--tier", blocks_tier, "only blocks in this tier: hbm, dram or nvme");
 
+  CLI::App* cluster =
+      app.add_subcommand("cluster", "members of the cluster, their state, roster version");
   CLI::App* drop = app.add_subcommand("drop", "drop blocks of a namespace");
   std::string drop_ns;
   bool drop_all = false;
@@ -67,7 +69,8 @@ int Main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
-    constexpr const char* kCommands = "(commands: status, tiers, namespaces, blocks, drop)";
+    constexpr const char* kCommands =
+        "(commands: status, tiers, namespaces, blocks, drop, cluster)";
     if (app.get_subcommands().empty() && !app.remaining().empty()) {
       std::cerr << "kvtier: unknown command '" << app.remaining().front() << "' " << kCommands
                 << '\n';
@@ -113,6 +116,8 @@ int Main(int argc, char** argv) {
     result = kvtier::cli::RunBlocks(*client, blocks_args, json, std::cout);
   } else if (drop->parsed()) {
     result = kvtier::cli::RunDrop(*client, drop_args, json, std::cout);
+  } else if (cluster->parsed()) {
+    result = kvtier::cli::RunCluster(*client, json, std::cout);
   }
   if (!result.ok()) return Fail(result);
   std::cout.flush();

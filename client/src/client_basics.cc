@@ -42,6 +42,8 @@ const char* TierName(Tier tier) {
       return "dram";
     case Tier::kNvme:
       return "nvme";
+    case Tier::kRemote:
+      return "remote";
   }
   return "unknown";
 }

@@ -122,6 +122,20 @@ Status ClientImpl::Stats(DaemonStats* out) {
   return Status();
 }
 
+Status ClientImpl::Cluster(ClusterInfo* out) {
+  if (out == nullptr) return NullOutput("Cluster");
+  v1::ClusterStatusResponse response;
+  grpc::ClientContext context;
+  conn_->Prepare(&context);
+  if (Status s = conn_->CallStatus(
+          conn_->stub().ClusterStatus(&context, v1::ClusterStatusRequest(), &response));
+      !s.ok()) {
+    return s;
+  }
+  *out = FromProtoCluster(response);
+  return Status();
+}
+
 Status ClientImpl::ListNamespaces(std::vector<NamespaceEntry>* out) {
   if (out == nullptr) return NullOutput("ListNamespaces");
   v1::ListNamespacesResponse response;

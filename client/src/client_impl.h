@@ -31,6 +31,7 @@ class ClientImpl final : public Client {
   Status DropAll(uint64_t namespace_id, DropResult* out) override;
 
   Status Stats(DaemonStats* out) override;
+  Status Cluster(ClusterInfo* out) override;
   Status ListNamespaces(std::vector<NamespaceEntry>* out) override;
   Status ListBlocks(uint64_t namespace_id, uint32_t limit, std::vector<BlockEntry>* out,
                     bool* truncated, Tier tier) override;

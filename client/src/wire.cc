@@ -45,6 +45,8 @@ Tier FromProtoTier(int tier) {
       return Tier::kDram;
     case v1::TIER_NVME:
       return Tier::kNvme;
+    case v1::TIER_REMOTE:
+      return Tier::kRemote;
     default:
       return Tier::kNone;
   }
@@ -114,6 +116,38 @@ DaemonStats FromProtoStats(const v1::StatsResponse& in) {
   out.lookup_keys = in.lookup_keys();
   out.lookup_hit_keys = in.lookup_hit_keys();
   out.rejected_writes = in.rejected_writes();
+  out.remote_hit_keys = in.remote_hit_keys();
+  out.remote_pulls = in.remote_pulls();
+  out.remote_pull_bytes = in.remote_pull_bytes();
+  out.remote_pull_failures = in.remote_pull_failures();
+  return out;
+}
+
+ClusterInfo FromProtoCluster(const v1::ClusterStatusResponse& in) {
+  ClusterInfo out;
+  out.enabled = in.enabled();
+  out.self_id = in.self_id();
+  out.membership = in.membership();
+  out.membership_status = in.membership_status();
+  out.roster_version = in.roster_version();
+  out.transport = in.transport();
+  out.directory_entries = in.directory_entries();
+  out.stale_roster_rejects = in.stale_roster_rejects();
+  for (const auto& m : in.members()) {
+    ClusterMemberInfo info;
+    info.id = m.id();
+    info.address = m.address();
+    info.slot = m.slot();
+    info.state = m.state();
+    info.bytes_in = m.bytes_in();
+    info.pulls = m.pulls();
+    info.calls = m.calls();
+    info.errors = m.errors();
+    info.latency_ms_p50 = m.latency_ms_p50();
+    info.latency_ms_p99 = m.latency_ms_p99();
+    info.last_error = m.last_error();
+    out.members.push_back(std::move(info));
+  }
   return out;
 }
 

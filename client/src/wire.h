@@ -34,5 +34,6 @@ NamespaceLayout FromProtoLayout(const v1::NamespaceLayout& in);
 
 TierStats FromProtoTierStats(const v1::TierStats& in);
 DaemonStats FromProtoStats(const v1::StatsResponse& in);
+ClusterInfo FromProtoCluster(const v1::ClusterStatusResponse& in);
 
 }  // namespace kvtier::client_internal

@@ -98,6 +98,27 @@ absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_
   app.add_option("--nvme-fail-writes-after", config.nvme_fail_writes_after,
                  "Testing only: NVMe writes fail with EIO after this many")
       ->group("");  // hidden from --help
+  app.add_option("--peers", config.peers,
+                 "Cluster with a static roster: id@host:port,... (this node included; every "
+                 "daemon gets the same list). Needs --listen (or takes its own entry's address)");
+  app.add_option("--etcd", config.etcd, "Cluster membership through etcd at host:port");
+  app.add_option("--cluster", config.cluster, "Cluster name (etcd key prefix)")
+      ->capture_default_str();
+  app.add_option("--etcd-ttl", config.etcd_ttl_s,
+                 "Seconds a dead daemon stays in the etcd roster (its lease TTL)")
+      ->capture_default_str();
+  app.add_option("--peer-timeout-ms", config.peer_timeout_ms,
+                 "Deadline of every call and transfer to another daemon")
+      ->capture_default_str();
+  app.add_option("--ucx-tls", config.ucx_tls,
+                 "UCX transports for daemon-to-daemon transfers, e.g. tcp or posix,cma "
+                 "(default: UCX's choice, or $UCX_TLS)");
+  app.add_option("--ucx-net-devices", config.ucx_net_devices, "UCX network devices for tcp")
+      ->capture_default_str();
+  app.add_option("--ucx-protocol", config.ucx_protocol,
+                 "How pulls move bytes: auto (measured best for the transport), get (RMA) or "
+                 "am (active-message rendezvous)")
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -131,6 +152,36 @@ absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_
   if (auto s = CheckSocketPath(config.socket_path); !s.ok()) return s;
   if (!config.listen.empty()) {
     if (auto s = CheckListen(config.listen); !s.ok()) return s;
+  }
+  if (!config.peers.empty() && !config.etcd.empty()) {
+    return absl::InvalidArgumentError("--peers and --etcd: give one membership, not both");
+  }
+  if (!config.etcd.empty()) {
+    if (auto s = CheckListen(config.etcd); !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--etcd: '%s' is not HOST:PORT", config.etcd));
+    }
+    if (config.listen.empty()) {
+      return absl::InvalidArgumentError(
+          "--listen: needed with --etcd (the address other daemons reach this one at)");
+    }
+  }
+  if (config.cluster.empty() || config.cluster.find('/') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--cluster: '%s' must be a non-empty name without '/'", config.cluster));
+  }
+  if (config.etcd_ttl_s < 1 || config.etcd_ttl_s > 3600) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--etcd-ttl: %d is not between 1 and 3600", config.etcd_ttl_s));
+  }
+  if (config.peer_timeout_ms < 10 || config.peer_timeout_ms > 600'000) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--peer-timeout-ms: %d is not between 10 and 600000", config.peer_timeout_ms));
+  }
+  if (config.ucx_protocol != "auto" && config.ucx_protocol != "get" &&
+      config.ucx_protocol != "am") {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--ucx-protocol: '%s' is not auto, get or am", config.ucx_protocol));
   }
   if (config.lease_ms == 0 || config.lease_ms > config.max_lease_ms) {
     return absl::InvalidArgumentError(

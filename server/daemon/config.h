@@ -26,6 +26,15 @@ struct DaemonConfig {
   double demote_watermark = 0.8;
   std::string nvme_admit = "reused";    // "all" or "reused"
   uint64_t nvme_fail_writes_after = 0;  // test hook: inject EIO after N writes
+  // Cluster: off unless --peers or --etcd is given (not both).
+  std::string peers;                // static roster: id@host:port,...
+  std::string etcd;                 // etcd endpoint host:port
+  std::string cluster = "default";  // cluster name (etcd key prefix)
+  int etcd_ttl_s = 5;
+  int peer_timeout_ms = 1000;
+  std::string ucx_tls;  // "" = UCX's default (or $UCX_TLS)
+  std::string ucx_net_devices = "lo";
+  std::string ucx_protocol = "auto";  // auto, get, am
 };
 
 // Default DRAM capacity: a quarter of physical memory, at most 4 GiB, at least 64 MiB.

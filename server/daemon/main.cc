@@ -3,20 +3,28 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "absl/strings/str_format.h"
+#include "absl/time/time.h"
 #include "common/background_loop.h"
 #include "common/log.h"
 #include "common/size.h"
+#include "server/cluster/cluster_node.h"
+#include "server/cluster/etcd_membership.h"
+#include "server/cluster/static_peers.h"
 #include "server/daemon/config.h"
 #include "server/dram/arena.h"
 #include "server/nvme/nvme_store.h"
 #include "server/service/arena_fd_server.h"
 #include "server/service/kvtier_service.h"
+#include "server/service/peer_service.h"
 #include "server/store/block_store.h"
+#include "server/transport/ucx_arena_puller.h"
 #include "spdlog/spdlog.h"
 
 namespace kvtier {
@@ -59,6 +67,50 @@ int Run(int argc, char** argv) {
       config.nvme_admit == "all" ? StoreOptions::Admit::kAll : StoreOptions::Admit::kReused;
   BlockStore store((*arena)->size(), store_options);
 
+  // The cluster, when asked for: UCX for the bytes, the Peer service for control. Set up before
+  // the NVMe tier so that blocks recovered from the device are announced too.
+  std::optional<Roster> static_roster;
+  if (!config.peers.empty()) {
+    auto roster = ParseStaticPeers(config.peers);
+    if (!roster.ok()) return Fail(roster.status());
+    auto self = std::find_if(roster->members.begin(), roster->members.end(),
+                             [&](const Member& m) { return m.id == config.node_id; });
+    if (self == roster->members.end()) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrFormat("--peers: this node (--node-id %s) is not in the list", config.node_id)));
+    }
+    if (config.listen.empty()) {
+      config.listen = self->address;
+    } else if (config.listen != self->address) {
+      return Fail(absl::InvalidArgumentError(absl::StrFormat(
+          "--listen: %s differs from this node's --peers entry %s", config.listen, self->address)));
+    }
+    static_roster = std::move(*roster);
+  }
+  const bool clustered = static_roster.has_value() || !config.etcd.empty();
+  std::unique_ptr<UcxArenaPuller> puller;
+  std::unique_ptr<ClusterNode> cluster;
+  if (clustered) {
+    transport::UcxOptions ucx;
+    ucx.tls = config.ucx_tls;
+    ucx.net_devices = config.ucx_net_devices;
+    using Protocol = transport::UcxOptions::Protocol;
+    ucx.protocol = config.ucx_protocol == "get"  ? Protocol::kGet
+                   : config.ucx_protocol == "am" ? Protocol::kActiveMessage
+                                                 : Protocol::kAuto;
+    auto created = transport::UcxTransport::Create((*arena)->base(), (*arena)->size(), ucx);
+    if (!created.ok()) return Fail(created.status());
+    puller = std::make_unique<UcxArenaPuller>(std::move(*created));
+    spdlog::info("cluster transport: {}", puller->Mode());
+    ClusterOptions cluster_options;
+    cluster_options.self_id = config.node_id;
+    cluster_options.peer_timeout_ms = config.peer_timeout_ms;
+    cluster = std::make_unique<ClusterNode>(
+        cluster_options, &store, puller.get(), (*arena)->base(), (*arena)->size(),
+        GrpcPeerConnector(config.node_id, config.peer_timeout_ms));
+    store.SetListener(cluster.get());
+  }
+
   // The NVMe tier, when asked for: its device is scanned and what is intact served again.
   std::unique_ptr<NvmeStore> nvme;
   std::unique_ptr<BackgroundLoop> mover;
@@ -94,6 +146,22 @@ int Run(int argc, char** argv) {
   info.started_ms = store.NowMs();
   RateSampler rates(&store, /*period_ms=*/1000);
   KvTierService service(&store, info, &rates);
+  std::unique_ptr<PeerService> peer_service;
+  std::unique_ptr<EtcdMembership> membership;
+  if (cluster) {
+    peer_service = std::make_unique<PeerService>(cluster.get(), config.max_batch);
+    service.AttachCluster(cluster.get(), [&membership, etcd = config.etcd]() {
+      if (!membership) return MembershipStatus{etcd.empty() ? "static" : "etcd " + etcd, "ok"};
+      const EtcdMembershipState state = membership->State();
+      if (state.connected) return MembershipStatus{"etcd " + etcd, "ok"};
+      return MembershipStatus{
+          "etcd " + etcd, absl::StrFormat("etcd unreachable since %s (%s), keeping the last view",
+                                          absl::FormatTime("%Y-%m-%d %H:%M:%S UTC",
+                                                           absl::FromUnixMillis(state.since_ms),
+                                                           absl::UTCTimeZone()),
+                                          state.last_error)};
+    });
+  }
   // Ends expired leases, so a killed client's pins and reserved slots go within a period.
   BackgroundLoop reaper(absl::Milliseconds(config.reaper_period_ms), [&store] {
     if (size_t n = store.ExpireLeases(); n > 0) spdlog::debug("ended {} expired leases", n);
@@ -108,11 +176,33 @@ int Run(int argc, char** argv) {
     builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &tcp_port);
   }
   builder.RegisterService(&service);
+  if (peer_service) builder.RegisterService(peer_service.get());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || (!config.listen.empty() && tcp_port == 0)) {
     return Fail(absl::FailedPreconditionError(
         absl::StrFormat("cannot serve on unix:%s%s (in use, or no permission?)", socket,
                         config.listen.empty() ? "" : " and " + config.listen)));
+  }
+  if (static_roster) {
+    if (auto s = cluster->SetRoster(*static_roster); !s.ok()) return Fail(s);
+  } else if (cluster) {
+    // etcd: register under the address peers can reach (the real port when --listen said 0).
+    const std::string host = config.listen.substr(0, config.listen.rfind(':'));
+    EtcdMembership::Options etcd;
+    etcd.endpoint = config.etcd;
+    etcd.cluster = config.cluster;
+    etcd.self_id = config.node_id;
+    etcd.self_address = absl::StrFormat("%s:%d", host, tcp_port);
+    etcd.ttl_s = config.etcd_ttl_s;
+    ClusterNode* node = cluster.get();
+    etcd.on_change = [node](const Roster& roster) {
+      if (auto s = node->SetRoster(roster); !s.ok()) {
+        spdlog::warn("cluster: roster version {} not taken: {}", roster.version, s.ToString());
+      }
+    };
+    auto started = EtcdMembership::Start(std::move(etcd));
+    if (!started.ok()) return Fail(started.status());
+    membership = std::move(*started);
   }
   spdlog::info("no GPU tier in this build: the HBM tier is off ({})",
                nvme ? "tiers: DRAM, NVMe" : "tiers: DRAM only");
@@ -124,9 +214,13 @@ int Run(int argc, char** argv) {
                             tcp_port);
   const std::string nvme_text =
       nvme ? absl::StrFormat(" nvme=%s", FormatBytes(nvme->Counters().capacity_bytes)) : "";
-  std::printf("kvtierd ready: node=%s socket=%s dram=%s%s%s pid=%d\n", config.node_id.c_str(),
+  const std::string cluster_text =
+      !cluster        ? ""
+      : static_roster ? absl::StrFormat(" cluster=static:%d", static_roster->members.size())
+                      : absl::StrFormat(" cluster=etcd:%s", config.etcd);
+  std::printf("kvtierd ready: node=%s socket=%s dram=%s%s%s%s pid=%d\n", config.node_id.c_str(),
               config.socket_path.c_str(), FormatBytes((*arena)->size()).c_str(), nvme_text.c_str(),
-              listening.c_str(), getpid());
+              listening.c_str(), cluster_text.c_str(), getpid());
   std::fflush(stdout);
 
   int sig = 0;
@@ -135,9 +229,14 @@ int Run(int argc, char** argv) {
   // In-flight calls get up to a second to finish (ours never block, so they finish at once);
   // then they are cancelled. gRPC 1.51 also waits out the whole grace period while any client
   // keeps an idle connection open, so it is kept short.
+  membership.reset();  // leaves the roster at once (revokes its etcd lease)
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   server->Wait();
   mover.reset();  // before the store and the device it writes to
+  if (cluster) {
+    store.SetListener(nullptr);
+    cluster.reset();  // waits out its calls in flight, before the transport they use
+  }
   unlink(socket.c_str());
   spdlog::info("stopped");
   return 0;

@@ -70,13 +70,26 @@ grpc::ServerUnaryReactor* KvTierService::ListNamespaces(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* KvTierService::LookupPrefix(grpc::CallbackServerContext* ctx,
                                                       const v1::LookupRequest* req,
                                                       v1::LookupResponse* resp) {
-  return Handle(ctx, [&]() -> absl::Status {
-    KVTIER_ASSIGN_OR_RETURN_STATUS(keys, DecodeKeys(req->keys(), "keys"));
-    KVTIER_ASSIGN_OR_RETURN_STATUS(answer, store_->Lookup(req->namespace_id(), keys));
-    resp->set_prefix_blocks(answer.prefix_blocks);
-    for (TierId t : answer.tiers) resp->add_tiers(ToProto(t));
-    return absl::OkStatus();
-  });
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  auto keys = DecodeKeys(req->keys(), "keys");
+  absl::StatusOr<LookupAnswer> local =
+      keys.ok() ? store_->Lookup(req->namespace_id(), *keys) : keys.status();
+  if (!local.ok()) {
+    reactor->Finish(ToGrpc(local.status()));
+    return reactor;
+  }
+  auto answer = [reactor, resp](LookupAnswer a) {
+    resp->set_prefix_blocks(a.prefix_blocks);
+    for (TierId t : a.tiers) resp->add_tiers(ToProto(t));
+    reactor->Finish(grpc::Status::OK);
+  };
+  if (cluster_ == nullptr || local->prefix_blocks == keys->size()) {
+    answer(std::move(*local));
+  } else {
+    // The rest of the chain may be held elsewhere in the pool: ask its directories.
+    cluster_->Lookup(req->namespace_id(), std::move(*keys), std::move(*local), answer);
+  }
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* KvTierService::Allocate(grpc::CallbackServerContext* ctx,
@@ -125,17 +138,28 @@ grpc::ServerUnaryReactor* KvTierService::Acquire(grpc::CallbackServerContext* ct
     return reactor;
   }
   // Blocks on NVMe are read into DRAM first: the call finishes when they are there.
-  store_->AcquireAsync(req->namespace_id(), *keys, req->lease_ms(),
-                       [reactor, resp](absl::StatusOr<ReadGrant> grant) {
-                         if (grant.ok()) {
-                           resp->set_lease_id(grant->lease_id);
-                           resp->mutable_offsets()->Assign(grant->offsets.begin(),
-                                                           grant->offsets.end());
-                           resp->set_block_bytes(grant->block_bytes);
-                           resp->set_lease_ms(grant->lease_ms);
-                         }
-                         reactor->Finish(ToGrpc(grant.status()));
-                       });
+  auto acquire = [store = store_, reactor, resp, ns = req->namespace_id(),
+                  lease_ms = req->lease_ms()](const std::vector<Key128>& keys) {
+    store->AcquireAsync(ns, keys, lease_ms, [reactor, resp](absl::StatusOr<ReadGrant> grant) {
+      if (grant.ok()) {
+        resp->set_lease_id(grant->lease_id);
+        resp->mutable_offsets()->Assign(grant->offsets.begin(), grant->offsets.end());
+        resp->set_block_bytes(grant->block_bytes);
+        resp->set_lease_ms(grant->lease_ms);
+      }
+      reactor->Finish(ToGrpc(grant.status()));
+    });
+  };
+  absl::StatusOr<LookupAnswer> local =
+      cluster_ == nullptr ? LookupAnswer{} : store_->Peek(req->namespace_id(), *keys);
+  if (cluster_ == nullptr || !local.ok() || local->prefix_blocks == keys->size()) {
+    acquire(*keys);
+    return reactor;
+  }
+  // Blocks past the local prefix that other daemons hold are pulled into local DRAM first.
+  auto shared_keys = std::make_shared<std::vector<Key128>>(std::move(*keys));
+  cluster_->PullMissing(req->namespace_id(), *shared_keys, local->prefix_blocks,
+                        [acquire, shared_keys] { acquire(*shared_keys); });
   return reactor;
 }
 
@@ -194,6 +218,51 @@ grpc::ServerUnaryReactor* KvTierService::Stats(grpc::CallbackServerContext* ctx,
   resp->set_lookup_keys(s.lookup_keys);
   resp->set_lookup_hit_keys(s.lookup_hit_keys);
   resp->set_rejected_writes(s.rejected_writes);
+  if (cluster_ != nullptr) {
+    ClusterView v = cluster_->View();
+    resp->set_remote_hit_keys(v.remote_hit_keys);
+    resp->set_remote_pulls(v.remote_pulls);
+    resp->set_remote_pull_bytes(v.remote_pull_bytes);
+    resp->set_remote_pull_failures(v.remote_pull_failures);
+  }
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* KvTierService::ClusterStatus(grpc::CallbackServerContext* ctx,
+                                                       const v1::ClusterStatusRequest*,
+                                                       v1::ClusterStatusResponse* resp) {
+  resp->set_self_id(info_.node_id);
+  if (cluster_ == nullptr) {
+    resp->set_enabled(false);
+    resp->set_membership("none");
+    resp->set_membership_status("single node (no --peers or --etcd)");
+    return Done(ctx, absl::OkStatus());
+  }
+  resp->set_enabled(true);
+  if (membership_) {
+    MembershipStatus m = membership_();
+    resp->set_membership(m.kind);
+    resp->set_membership_status(m.status);
+  }
+  ClusterView v = cluster_->View();
+  resp->set_roster_version(v.roster_version);
+  resp->set_transport(cluster_->transport_mode());
+  resp->set_directory_entries(v.directory_entries);
+  resp->set_stale_roster_rejects(v.stale_roster_rejects);
+  for (const MemberView& m : v.members) {
+    v1::ClusterMember* out = resp->add_members();
+    out->set_id(m.member.id);
+    out->set_address(m.member.address);
+    out->set_slot(m.member.slot);
+    out->set_state(m.state);
+    out->set_bytes_in(m.bytes_in);
+    out->set_pulls(m.pulls);
+    out->set_calls(m.calls);
+    out->set_errors(m.errors);
+    out->set_latency_ms_p50(m.latency_ms_p50);
+    out->set_latency_ms_p99(m.latency_ms_p99);
+    out->set_last_error(m.last_error);
+  }
   return Done(ctx, absl::OkStatus());
 }
 

@@ -3,9 +3,11 @@
 // runs on gRPC's callback threads directly.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "kvtier/v1/kvtier.grpc.pb.h"
+#include "server/cluster/cluster_node.h"
 #include "server/service/rate_sampler.h"
 #include "server/store/block_store.h"
 
@@ -20,11 +22,23 @@ struct ServiceInfo {
   int64_t started_ms = 0;  // on the store's clock
 };
 
+// How membership is doing, for `kvtier cluster`.
+struct MembershipStatus {
+  std::string kind;    // "static" or "etcd <endpoint>"
+  std::string status;  // "ok" or why not
+};
+
 class KvTierService final : public v1::KvTier::CallbackService {
  public:
   // `rates` (optional) supplies the per-tier rates of Stats.
   KvTierService(BlockStore* store, ServiceInfo info, RateSampler* rates = nullptr)
       : store_(store), info_(std::move(info)), rates_(rates) {}
+
+  // Joins the pool: lookups and acquires reach blocks other daemons hold. Call before serving.
+  void AttachCluster(ClusterNode* cluster, std::function<MembershipStatus()> membership) {
+    cluster_ = cluster;
+    membership_ = std::move(membership);
+  }
 
   grpc::ServerUnaryReactor* GetArenaInfo(grpc::CallbackServerContext* ctx,
                                          const v1::ArenaInfoRequest* req,
@@ -57,11 +71,16 @@ class KvTierService final : public v1::KvTier::CallbackService {
   grpc::ServerUnaryReactor* ListBlocks(grpc::CallbackServerContext* ctx,
                                        const v1::ListBlocksRequest* req,
                                        v1::ListBlocksResponse* resp) override;
+  grpc::ServerUnaryReactor* ClusterStatus(grpc::CallbackServerContext* ctx,
+                                          const v1::ClusterStatusRequest* req,
+                                          v1::ClusterStatusResponse* resp) override;
 
  private:
   BlockStore* store_;
   ServiceInfo info_;
   RateSampler* rates_;
+  ClusterNode* cluster_ = nullptr;  // null: a single node
+  std::function<MembershipStatus()> membership_;
 };
 
 }  // namespace kvtier

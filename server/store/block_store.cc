@@ -68,6 +68,14 @@ absl::StatusOr<NamespaceRecord*> BlockStore::RegisterNamespace(const NamespaceLa
 }
 
 absl::StatusOr<LookupAnswer> BlockStore::Lookup(uint64_t ns, std::span<const Key128> keys) {
+  ASSIGN_OR_RETURN(LookupAnswer answer, Peek(ns, keys));
+  lookups_.fetch_add(1, std::memory_order_relaxed);
+  lookup_keys_.fetch_add(keys.size(), std::memory_order_relaxed);
+  lookup_hit_keys_.fetch_add(answer.prefix_blocks, std::memory_order_relaxed);
+  return answer;
+}
+
+absl::StatusOr<LookupAnswer> BlockStore::Peek(uint64_t ns, std::span<const Key128> keys) {
   RETURN_IF_ERROR(CheckBatch(keys.size(), "keys"));
   RETURN_IF_ERROR(registry_.Find(ns).status());
   LookupAnswer answer;
@@ -83,9 +91,6 @@ absl::StatusOr<LookupAnswer> BlockStore::Lookup(uint64_t ns, std::span<const Key
     ++answer.prefix_blocks;
     answer.tiers.push_back(tier);
   }
-  lookups_.fetch_add(1, std::memory_order_relaxed);
-  lookup_keys_.fetch_add(keys.size(), std::memory_order_relaxed);
-  lookup_hit_keys_.fetch_add(answer.prefix_blocks, std::memory_order_relaxed);
   return answer;
 }
 
@@ -201,6 +206,7 @@ absl::StatusOr<uint32_t> BlockStore::Commit(uint64_t lease_id, std::span<const K
       e.created_ms = NowMs();
       offset = e.offset;
       slot_bytes = e.slot_bytes;
+      if (BlockListener* l = listener_.load()) l->OnBlockReady(id, e.parent);
     });
     PolicyLocked(slot_bytes).Insert(offset);
   }
@@ -209,6 +215,23 @@ absl::StatusOr<uint32_t> BlockStore::Commit(uint64_t lease_id, std::span<const K
   bytes_in_.fetch_add(targets.size() * ns->block_bytes, std::memory_order_relaxed);
   leases_.RemoveKeys(lease_id, targets);
   return static_cast<uint32_t>(targets.size());
+}
+
+std::optional<uint64_t> BlockStore::Checksum(const BlockId& id) {
+  return index_.WithShard(id, [&](BlockIndex::Map& map) -> std::optional<uint64_t> {
+    auto it = map.find(id);
+    if (it == map.end() || it->second.state == BlockState::kWriting) return std::nullopt;
+    return it->second.checksum;
+  });
+}
+
+void BlockStore::SetChecksum(const BlockId& id, uint64_t checksum) {
+  index_.WithShard(id, [&](BlockIndex::Map& map) {
+    auto it = map.find(id);
+    if (it != map.end() && it->second.state != BlockState::kWriting) {
+      it->second.checksum = checksum;
+    }
+  });
 }
 
 absl::StatusOr<uint32_t> BlockStore::Release(std::span<const uint64_t> lease_ids) {

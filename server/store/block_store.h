@@ -49,7 +49,21 @@ struct StoreOptions {
 // Offset answered for a key that needs no write (already present or being written).
 inline constexpr uint64_t kExistsOffset = ~0ULL;
 
-enum class TierId : int { kNone = 0, kHbm = 1, kDram = 2, kNvme = 3 };
+// kRemote: held by another daemon of the cluster (answered by the cluster layer, never by the
+// store itself).
+enum class TierId : int { kNone = 0, kHbm = 1, kDram = 2, kNvme = 3, kRemote = 4 };
+
+// Told when blocks appear in and leave this node's index (the cluster layer announces them to
+// their directories). Called with store locks held: implementations only queue and return.
+class BlockListener {
+ public:
+  virtual ~BlockListener() = default;
+  // A block became readable (committed, or recovered from NVMe). `parent` is the key before it in
+  // its chain (zero: the chain's start, or unknown).
+  virtual void OnBlockReady(const BlockId& id, const Key128& parent) = 0;
+  // A readable block left the node (evicted from every tier, or dropped).
+  virtual void OnBlockGone(const BlockId& id) = 0;
+};
 
 struct WriteGrant {
   uint64_t lease_id = 0;  // 0 when every key was present
@@ -119,6 +133,8 @@ class BlockStore {
 
   // Longest present prefix of `keys` (one chain, in order).
   absl::StatusOr<LookupAnswer> Lookup(uint64_t ns, std::span<const Key128> keys);
+  // The same answer without counting it in the lookup statistics.
+  absl::StatusOr<LookupAnswer> Peek(uint64_t ns, std::span<const Key128> keys);
 
   // Reserves a slot for each key not present; all or nothing (RESOURCE_EXHAUSTED when the space
   // cannot be found, even after eviction). `parent` is the key before keys[0] in its chain.
@@ -159,6 +175,12 @@ class BlockStore {
   // Starts NVMe writes of up to `max_blocks` of the coldest DRAM-only blocks when DRAM use is
   // over the watermark; returns how many it started. Run by the daemon's mover loop.
   size_t DemoteSome(size_t max_blocks);
+
+  // Set once before serving; not owned.
+  void SetListener(BlockListener* listener) { listener_.store(listener); }
+  // The XXH3-64 recorded for a ready block (0: none recorded yet), and recording one.
+  std::optional<uint64_t> Checksum(const BlockId& id);
+  void SetChecksum(const BlockId& id, uint64_t checksum);
 
   int64_t NowMs() const { return options_.now_ms(); }
   const StoreOptions& options() const { return options_; }
@@ -211,6 +233,7 @@ class BlockStore {
       ABSL_GUARDED_BY(space_mu_);  // per slot size
   absl::flat_hash_map<uint64_t, BlockId> slot_owner_ ABSL_GUARDED_BY(space_mu_);
 
+  std::atomic<BlockListener*> listener_{nullptr};
   NvmeStore* nvme_ = nullptr;  // null: no NVMe tier
   std::byte* arena_ = nullptr;
   // Promotions in flight: who waits for each (ok, slot offset). Lock order: shard -> promo_mu_.

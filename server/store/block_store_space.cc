@@ -105,6 +105,7 @@ void BlockStore::ForgetNvmeOnly(const BlockId& id, const BlockEntry& gone) {
   if (gone.linked_to_parent) UnlinkFromParent({id.ns, gone.parent});
   if (gone.on_nvme) nvme_blocks_.fetch_sub(1, std::memory_order_relaxed);
   if (gone.state != BlockState::kWriting) {
+    if (BlockListener* l = listener_.load()) l->OnBlockGone(id);
     if (auto ns = registry_.Find(id.ns); ns.ok()) {
       (*ns)->blocks.fetch_sub(1, std::memory_order_relaxed);
     }

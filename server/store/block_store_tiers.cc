@@ -251,6 +251,7 @@ void BlockStore::AdoptRecovered(const std::vector<RecoveredBlock>& blocks) {
       // A key found twice (saved again after a drop): the later record wins.
       map.insert_or_assign(id, e);
     });
+    if (BlockListener* l = listener_.load()) l->OnBlockReady(id, Key128{});
     ++adopted;
   }
   nvme_blocks_.store(index_.size(), std::memory_order_relaxed);

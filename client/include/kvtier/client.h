@@ -62,8 +62,9 @@ struct BlockKey {
   friend bool operator==(const BlockKey&, const BlockKey&) = default;
 };
 
-enum class Tier : int { kNone = 0, kHbm = 1, kDram = 2, kNvme = 3 };
-const char* TierName(Tier tier);  // "none" "hbm" "dram" "nvme"
+// kRemote: held by another daemon of the cluster; Load/Acquire pull it into this node's DRAM.
+enum class Tier : int { kNone = 0, kHbm = 1, kDram = 2, kNvme = 3, kRemote = 4 };
+const char* TierName(Tier tier);  // "none" "hbm" "dram" "nvme" "remote"
 
 // Everything that makes KV bytes compatible (see docs/api.md). Either a shape (layers, heads, ...)
 // or layout_tag "opaque" with block_bytes.
@@ -154,6 +155,37 @@ struct DaemonStats {
   uint64_t lookup_keys = 0;
   uint64_t lookup_hit_keys = 0;
   uint64_t rejected_writes = 0;
+  // Cluster (zero on a single node).
+  uint64_t remote_hit_keys = 0;  // lookup keys found only on other daemons
+  uint64_t remote_pulls = 0;     // blocks pulled from other daemons
+  uint64_t remote_pull_bytes = 0;
+  uint64_t remote_pull_failures = 0;  // blocks that were to be pulled and became misses
+};
+
+struct ClusterMemberInfo {
+  std::string id;
+  std::string address;    // its peer service host:port
+  uint32_t slot = 0;      // placement ordinal
+  std::string state;      // "self" "alive" "unreachable" "unknown"
+  uint64_t bytes_in = 0;  // pulled from it
+  uint64_t pulls = 0;
+  uint64_t calls = 0;
+  uint64_t errors = 0;
+  double latency_ms_p50 = 0;
+  double latency_ms_p99 = 0;
+  std::string last_error;
+};
+
+struct ClusterInfo {
+  bool enabled = false;  // false: a single node
+  std::string self_id;
+  std::string membership;         // "static", "etcd <endpoint>" or "none"
+  std::string membership_status;  // "ok" or why not
+  uint64_t roster_version = 0;
+  std::string transport;  // how bytes move between daemons
+  uint64_t directory_entries = 0;
+  uint64_t stale_roster_rejects = 0;
+  std::vector<ClusterMemberInfo> members;
 };
 
 struct NamespaceEntry {
@@ -235,6 +267,9 @@ class Client {
   // `tier` kNone lists every tier.
   virtual Status ListBlocks(uint64_t namespace_id, uint32_t limit, std::vector<BlockEntry>* out,
                             bool* truncated = nullptr, Tier tier = Tier::kNone) = 0;
+
+  // The cluster as the daemon sees it (members, their state, roster version).
+  virtual Status Cluster(ClusterInfo* out) = 0;
 
   // The socket this client talks to (after the environment and default rules).
   virtual const std::string& socket_path() const = 0;

@@ -65,6 +65,33 @@ class CannedClient final : public Client {
     *out = s;
     return Status();
   }
+  Status Cluster(ClusterInfo* out) override {
+    if (!fail.ok()) return fail;
+    ClusterInfo c;
+    c.enabled = true;
+    c.self_id = "node-a";
+    c.membership = "static";
+    c.membership_status = "ok";
+    c.roster_version = 42;
+    c.transport = "tls=tcp protocol=am";
+    c.directory_entries = 7;
+    ClusterMemberInfo a;
+    a.id = "node-a";
+    a.address = "127.0.0.1:7001";
+    a.state = "self";
+    ClusterMemberInfo b{"node-b", "127.0.0.1:7002", 1, "alive", 3 << 20, 3, 10, 1, 0.5, 1.25, ""};
+    ClusterMemberInfo d;
+    d.id = "node-c";
+    d.address = "127.0.0.1:7003";
+    d.slot = 2;
+    d.state = "unreachable";
+    d.calls = 4;
+    d.errors = 4;
+    d.last_error = "connection refused";
+    c.members = {a, b, d};
+    *out = c;
+    return Status();
+  }
   Status ListNamespaces(std::vector<NamespaceEntry>* out) override {
     NamespaceEntry e;
     e.ns = Namespace{0xabcdef0123456789ULL, 2 << 20};
@@ -235,6 +262,41 @@ TEST(CliCommandsTest, DropRunsKeysOrAll) {
   EXPECT_EQ(j["dropped"], 5);
   EXPECT_EQ(j["busy"], 1);
   EXPECT_EQ(j["namespace_id"], "0000000000000012");
+}
+
+TEST(ClusterCommand, TableShowsMembersStatesAndErrors) {
+  CannedClient client;
+  std::ostringstream out;
+  ASSERT_TRUE(RunCluster(client, false, out).ok());
+  const std::string text = out.str();
+  EXPECT_NE(text.find("roster version  42"), std::string::npos) << text;
+  EXPECT_NE(text.find("node-b"), std::string::npos) << text;
+  EXPECT_NE(text.find("alive"), std::string::npos) << text;
+  EXPECT_NE(text.find("unreachable"), std::string::npos) << text;
+  EXPECT_NE(text.find("connection refused"), std::string::npos) << text;
+  EXPECT_NE(text.find("0.50ms"), std::string::npos) << text;
+}
+
+TEST(ClusterCommand, JsonCarriesMembers) {
+  CannedClient client;
+  std::ostringstream out;
+  ASSERT_TRUE(RunCluster(client, true, out).ok());
+  const nlohmann::json j = nlohmann::json::parse(out.str());
+  ASSERT_EQ(j["members"].size(), 3u);
+  EXPECT_EQ(j["members"][0]["state"], "self");
+  EXPECT_EQ(j["members"][1]["id"], "node-b");
+  EXPECT_EQ(j["members"][1]["address"], "127.0.0.1:7002");
+  EXPECT_EQ(j["members"][1]["bytes_in"], 3u << 20);
+  EXPECT_EQ(j["members"][2]["state"], "unreachable");
+  EXPECT_EQ(j["roster_version"], "42");
+  EXPECT_EQ(j["enabled"], true);
+}
+
+TEST(ClusterCommand, ErrorsPassThrough) {
+  CannedClient client;
+  client.fail = Status(Status::Code::kUnavailable, "no daemon");
+  std::ostringstream out;
+  EXPECT_EQ(RunCluster(client, false, out).code(), Status::Code::kUnavailable);
 }
 
 }  // namespace

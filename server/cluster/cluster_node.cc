@@ -1,0 +1,714 @@
+#include "server/cluster/cluster_node.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+#include "server/cluster/segments.h"
+#include "spdlog/spdlog.h"
+
+namespace kvtier {
+namespace {
+
+int64_t NowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Keys per Pin and per directory batch: well inside gRPC's 4 MiB message limit.
+constexpr size_t kMaxRunKeys = 1024;
+constexpr size_t kMaxUpdateKeys = 65536;
+// Attempts for a directory update refused because the owner's roster differs (every
+// announce period): about two seconds for views to converge.
+constexpr int kMaxUpdateAttempts = 200;
+
+double Percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
+}
+
+}  // namespace
+
+struct ClusterNode::PeerState {
+  Member member;
+  std::unique_ptr<PeerChannel> channel;
+  absl::Mutex mu;
+  std::string transport_info ABSL_GUARDED_BY(mu);
+  std::string state ABSL_GUARDED_BY(mu) = "unknown";
+  std::string last_error ABSL_GUARDED_BY(mu);
+  uint64_t calls ABSL_GUARDED_BY(mu) = 0;
+  uint64_t errors ABSL_GUARDED_BY(mu) = 0;
+  uint64_t bytes_in ABSL_GUARDED_BY(mu) = 0;
+  uint64_t pulls ABSL_GUARDED_BY(mu) = 0;
+  std::vector<double> latency_ms ABSL_GUARDED_BY(mu);  // ring of the last kSamples
+  size_t next_sample ABSL_GUARDED_BY(mu) = 0;
+  static constexpr size_t kSamples = 256;
+};
+
+// One contiguous run of a chain pulled from one holder.
+struct ClusterNode::PullRun {
+  uint64_t ns = 0;
+  std::vector<Key128> keys;
+  std::optional<Key128> parent;
+  std::shared_ptr<PeerState> holder;
+  uint64_t roster_version = 0;
+  PinResult pin;
+  WriteGrant grant;
+  std::function<void()> finished;  // counts the run down in PullMissing
+};
+
+ClusterNode::ClusterNode(ClusterOptions options, BlockStore* store, ArenaPuller* puller,
+                         const std::byte* arena, uint64_t arena_bytes, PeerConnector connect)
+    : options_(std::move(options)),
+      store_(store),
+      puller_(puller),
+      arena_(arena),
+      arena_bytes_(arena_bytes),
+      connect_(std::move(connect)) {
+  last_probe_ms_.store(NowUs() / 1000);  // the first probe one period after start
+  announcer_ = std::make_unique<BackgroundLoop>(absl::Milliseconds(options_.announce_period_ms),
+                                                [this] { return AnnounceStep(); });
+}
+
+ClusterNode::~ClusterNode() {
+  announcer_.reset();
+  // Calls in flight hold PeerState (shared) and `this`: wait them out (each is bounded by its
+  // deadline) before the members go.
+  const int64_t give_up = NowUs() + 3'000'000LL * std::max(1, options_.peer_timeout_ms / 1000);
+  while (inflight_.load() > 0 && NowUs() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+absl::Status ClusterNode::SetRoster(Roster roster) {
+  ASSIGN_OR_RETURN(Placement placement, Placement::Build(roster));
+  const bool has_self = std::any_of(roster.members.begin(), roster.members.end(),
+                                    [&](const Member& m) { return m.id == options_.self_id; });
+  if (!has_self) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("roster: this node (%s) is not one of its members", options_.self_id));
+  }
+  absl::flat_hash_set<std::string> alive;
+  for (const Member& m : roster.members) alive.insert(m.id);
+  std::vector<BlockId> moved;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, head] : heads_) {
+      const uint64_t h = SegmentHash(id.ns, head);
+      const std::string& now_owner = placement.Owner(h).id;
+      if (!placement_ || placement_->Owner(h).id != now_owner) {
+        moved.push_back(id);
+      }
+    }
+    absl::flat_hash_map<std::string, std::shared_ptr<PeerState>> peers;
+    for (const Member& m : roster.members) {
+      if (m.id == options_.self_id) continue;
+      auto it = peers_.find(m.id);
+      if (it != peers_.end() && it->second->member == m) {
+        peers.emplace(m.id, it->second);
+        continue;
+      }
+      auto peer = std::make_shared<PeerState>();
+      peer->member = m;
+      peer->channel = connect_(m);
+      peers.emplace(m.id, std::move(peer));
+    }
+    peers_ = std::move(peers);
+    roster_ = std::move(roster);
+    placement_ = std::move(placement);
+  }
+  directory_.RetainHolders(alive);
+  if (!moved.empty()) {
+    absl::MutexLock lock(&queue_mu_);
+    for (const BlockId& id : moved) queue_.push_back(Event{id, Key128{}, true});
+  }
+  spdlog::info("cluster: roster version {} with {} members; {} local blocks re-announced",
+               roster_version(), alive.size(), moved.size());
+  return absl::OkStatus();
+}
+
+uint64_t ClusterNode::roster_version() {
+  absl::MutexLock lock(&mu_);
+  return roster_.version;
+}
+
+absl::Status ClusterNode::CheckRosterVersion(uint64_t roster_version) {
+  if (roster_version == 0) {
+    return absl::InvalidArgumentError("header.roster_version: missing (0)");
+  }
+  const uint64_t ours = this->roster_version();
+  if (roster_version != ours) {
+    stale_rejects_.fetch_add(1, std::memory_order_relaxed);
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "header.roster_version: %d differs from this node's %d (the two views of the membership "
+        "disagree; retry once they converge)",
+        roster_version, ours));
+  }
+  return absl::OkStatus();
+}
+
+std::shared_ptr<ClusterNode::PeerState> ClusterNode::Peer(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  auto it = peers_.find(id);
+  return it == peers_.end() ? nullptr : it->second;
+}
+
+void ClusterNode::Record(PeerState& peer, const absl::Status& status, int64_t started_us) {
+  const double ms = static_cast<double>(NowUs() - started_us) / 1000.0;
+  absl::MutexLock lock(&peer.mu);
+  ++peer.calls;
+  if (status.ok()) {
+    peer.state = "alive";
+    if (peer.latency_ms.size() < PeerState::kSamples) {
+      peer.latency_ms.push_back(ms);
+    } else {
+      peer.latency_ms[peer.next_sample++ % PeerState::kSamples] = ms;
+    }
+  } else {
+    ++peer.errors;
+    peer.last_error = std::string(status.message());
+    // A refusal for a different roster still proves the peer is up.
+    peer.state = absl::IsFailedPrecondition(status) ? "alive" : "unreachable";
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Announcements: the store's gains and losses, batched per directory owner.
+
+void ClusterNode::OnBlockReady(const BlockId& id, const Key128& parent) {
+  absl::MutexLock lock(&queue_mu_);
+  queue_.push_back(Event{id, parent, true});
+}
+
+void ClusterNode::OnBlockGone(const BlockId& id) {
+  absl::MutexLock lock(&queue_mu_);
+  queue_.push_back(Event{id, Key128{}, false});
+}
+
+size_t ClusterNode::FlushAnnouncements() {
+  size_t total = 0;
+  for (int i = 0; i < 100; ++i) {
+    {
+      absl::MutexLock lock(&queue_mu_);
+      if (queue_.empty()) break;
+    }
+    AnnounceStep();
+    ++total;
+  }
+  return total;
+}
+
+bool ClusterNode::AnnounceStep() {
+  std::vector<Event> events;
+  std::deque<Pending> retries;
+  {
+    absl::MutexLock lock(&queue_mu_);
+    events.swap(queue_);
+    retries.swap(retry_);
+  }
+  if (events.empty() && retries.empty()) {
+    ProbeMembers();
+    return false;
+  }
+  // owner id -> (ns -> keys) for gains and for losses.
+  struct Batch {
+    absl::flat_hash_map<uint64_t, std::vector<Key128>> gained, lost;
+  };
+  absl::flat_hash_map<std::string, Batch> batches;
+  uint64_t version = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!placement_) {
+      // No roster yet: keep everything for later.
+      absl::MutexLock qlock(&queue_mu_);
+      queue_.insert(queue_.begin(), events.begin(), events.end());
+      for (Pending& p : retries) retry_.push_back(std::move(p));
+      return false;
+    }
+    version = roster_.version;
+    for (const Event& ev : events) {
+      Key128 head;
+      if (ev.gained) {
+        auto it = heads_.find(ev.id);
+        if (it != heads_.end()) {
+          head = it->second;  // already known: a re-announcement
+        } else if (ev.parent.IsZero() || StartsSegment(ev.id.key)) {
+          head = ev.id.key;
+        } else if (auto p = heads_.find(BlockId{ev.id.ns, ev.parent}); p != heads_.end()) {
+          head = p->second;
+        } else {
+          head = ev.id.key;  // parent unknown here: readers will likely miss it (one miss)
+        }
+        heads_[ev.id] = head;
+      } else {
+        auto it = heads_.find(ev.id);
+        if (it == heads_.end()) continue;
+        head = it->second;
+        heads_.erase(it);
+      }
+      const std::string& owner = placement_->Owner(SegmentHash(ev.id.ns, head)).id;
+      Batch& b = batches[owner];
+      (ev.gained ? b.gained : b.lost)[ev.id.ns].push_back(ev.id.key);
+    }
+  }
+  auto to_batches = [](absl::flat_hash_map<uint64_t, std::vector<Key128>>& by_ns) {
+    std::vector<KeyBatch> out;
+    for (auto& [ns, keys] : by_ns) {
+      for (size_t i = 0; i < keys.size(); i += kMaxUpdateKeys) {
+        const size_t end = std::min(keys.size(), i + kMaxUpdateKeys);
+        out.push_back(KeyBatch{ns, std::vector<Key128>(keys.begin() + i, keys.begin() + end)});
+      }
+    }
+    return out;
+  };
+  for (auto& [owner, b] : batches) {
+    retries.push_back(Pending{owner, to_batches(b.gained), to_batches(b.lost), 0});
+  }
+  for (Pending& p : retries) {
+    if (p.owner == options_.self_id) {
+      ApplyDirectoryUpdate(options_.self_id, p.gained, p.lost);
+      continue;
+    }
+    std::shared_ptr<PeerState> peer = Peer(p.owner);
+    if (!peer) continue;  // left the roster: its directory is gone with it
+    const int64_t started = NowUs();
+    auto pending = std::make_shared<Pending>(std::move(p));
+    inflight_.fetch_add(1);
+    peer->channel->UpdateDirectory(
+        version, pending->gained, pending->lost,
+        [this, peer, pending, started](absl::StatusOr<uint32_t> applied) {
+          Record(*peer, applied.status(), started);
+          if (absl::IsFailedPrecondition(applied.status()) &&
+              ++pending->attempts < kMaxUpdateAttempts) {
+            absl::MutexLock lock(&queue_mu_);
+            retry_.push_back(std::move(*pending));
+          } else if (!applied.ok()) {
+            spdlog::debug("cluster: directory update to {} lost: {}", pending->owner,
+                          applied.status().ToString());
+          }
+          inflight_.fetch_sub(1);
+        });
+  }
+  return !events.empty();
+}
+
+uint32_t ClusterNode::ApplyDirectoryUpdate(const std::string& from,
+                                           const std::vector<KeyBatch>& gained,
+                                           const std::vector<KeyBatch>& lost) {
+  uint32_t n = 0;
+  for (const KeyBatch& b : gained) {
+    for (const Key128& k : b.keys) directory_.Add(BlockId{b.ns, k}, from);
+    n += b.keys.size();
+  }
+  for (const KeyBatch& b : lost) {
+    for (const Key128& k : b.keys) directory_.Remove(BlockId{b.ns, k}, from);
+    n += b.keys.size();
+  }
+  return n;
+}
+
+std::vector<std::vector<std::string>> ClusterNode::LookupDirectory(
+    uint64_t ns, const std::vector<Key128>& keys) {
+  std::vector<std::vector<std::string>> out;
+  out.reserve(keys.size());
+  for (const Key128& k : keys) out.push_back(directory_.Holders(BlockId{ns, k}));
+  return out;
+}
+
+void ClusterNode::ProbeMembers() {
+  const int64_t now_ms = NowUs() / 1000;
+  if (now_ms - last_probe_ms_.load() < options_.hello_period_ms) return;
+  last_probe_ms_.store(now_ms);
+  std::vector<std::shared_ptr<PeerState>> peers;
+  uint64_t version = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (roster_.members.size() > kProbeAll) return;
+    version = roster_.version;
+    for (auto& [id, peer] : peers_) peers.push_back(peer);
+  }
+  for (auto& peer : peers) {
+    const int64_t started = NowUs();
+    inflight_.fetch_add(1);
+    peer->channel->Hello(version, [this, peer, started](absl::StatusOr<PeerHello> hello) {
+      Record(*peer, hello.status(), started);
+      if (hello.ok()) {
+        absl::MutexLock lock(&peer->mu);
+        peer->transport_info = hello->transport_info;
+      }
+      inflight_.fetch_sub(1);
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lookups and pulls.
+
+void ClusterNode::ResolveHolders(uint64_t ns, const std::vector<Key128>& keys, size_t from,
+                                 std::function<void(HolderLists)> done) {
+  const std::vector<Key128> heads = SegmentHeads(keys);
+  // owner -> indices of keys[from..] it is the directory of
+  absl::flat_hash_map<std::string, std::vector<size_t>> groups;
+  uint64_t version = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!placement_ || roster_.members.size() < 2) {
+      done({});
+      return;
+    }
+    version = roster_.version;
+    for (size_t i = from; i < keys.size(); ++i) {
+      groups[placement_->Owner(SegmentHash(ns, heads[i])).id].push_back(i);
+    }
+  }
+  struct State {
+    absl::Mutex mu;
+    HolderLists lists;
+    size_t remaining = 0;
+  };
+  auto state = std::make_shared<State>();
+  state->lists.resize(keys.size() - from);
+  state->remaining = groups.size();
+  auto finish = [this, state, done = std::move(done)]() {
+    HolderLists lists;
+    {
+      absl::MutexLock lock(&state->mu);
+      if (--state->remaining > 0) return;
+      lists = std::move(state->lists);
+    }
+    absl::flat_hash_set<std::string> members;
+    {
+      absl::MutexLock lock(&mu_);
+      for (const Member& m : roster_.members) members.insert(m.id);
+    }
+    size_t n = 0;
+    for (auto& l : lists) {
+      l.erase(std::remove_if(l.begin(), l.end(),
+                             [&](const std::string& id) {
+                               return id == options_.self_id || !members.contains(id);
+                             }),
+              l.end());
+      if (l.empty()) break;
+      ++n;
+    }
+    lists.resize(n);
+    done(std::move(lists));
+  };
+  for (auto& [owner, idx] : groups) {
+    if (owner == options_.self_id) {
+      {
+        absl::MutexLock lock(&state->mu);
+        for (size_t i : idx) state->lists[i - from] = directory_.Holders(BlockId{ns, keys[i]});
+      }
+      finish();
+      continue;
+    }
+    std::shared_ptr<PeerState> peer = Peer(owner);
+    if (!peer) {
+      finish();
+      continue;
+    }
+    std::vector<Key128> asked;
+    asked.reserve(idx.size());
+    for (size_t i : idx) asked.push_back(keys[i]);
+    const int64_t started = NowUs();
+    inflight_.fetch_add(1);
+    peer->channel->LookupDirectory(
+        version, ns, std::move(asked),
+        [this, peer, state, idx = std::move(idx), from, finish,
+         started](absl::StatusOr<std::vector<std::vector<std::string>>> holders) {
+          Record(*peer, holders.status(), started);
+          if (holders.ok() && holders->size() == idx.size()) {
+            absl::MutexLock lock(&state->mu);
+            for (size_t j = 0; j < idx.size(); ++j) {
+              state->lists[idx[j] - from] = std::move((*holders)[j]);
+            }
+          }
+          finish();
+          inflight_.fetch_sub(1);
+        });
+  }
+}
+
+void ClusterNode::Lookup(uint64_t ns, std::vector<Key128> keys, LookupAnswer local,
+                         std::function<void(LookupAnswer)> done) {
+  const size_t from = local.prefix_blocks;
+  if (from >= keys.size()) {
+    done(std::move(local));
+    return;
+  }
+  ResolveHolders(ns, keys, from,
+                 [this, local = std::move(local), done = std::move(done)](HolderLists lists) {
+                   LookupAnswer answer = local;
+                   answer.prefix_blocks += lists.size();
+                   answer.tiers.insert(answer.tiers.end(), lists.size(), TierId::kRemote);
+                   remote_hit_keys_.fetch_add(lists.size(), std::memory_order_relaxed);
+                   done(std::move(answer));
+                 });
+}
+
+void ClusterNode::PullMissing(uint64_t ns, std::vector<Key128> keys, size_t from,
+                              std::function<void()> done) {
+  if (from >= keys.size()) {
+    done();
+    return;
+  }
+  auto chain = std::make_shared<std::vector<Key128>>(std::move(keys));
+  ResolveHolders(ns, *chain, from, [this, ns, chain, from, done](HolderLists lists) {
+    if (lists.empty()) {
+      done();
+      return;
+    }
+    // Runs of consecutive keys from one holder, keeping the previous holder while it has them.
+    std::vector<std::shared_ptr<PullRun>> runs;
+    uint64_t version = roster_version();
+    std::string current;
+    for (size_t j = 0; j < lists.size(); ++j) {
+      const std::vector<std::string>& l = lists[j];
+      if (current.empty() || std::find(l.begin(), l.end(), current) == l.end() ||
+          runs.back()->keys.size() >= kMaxRunKeys) {
+        if (current.empty() || std::find(l.begin(), l.end(), current) == l.end()) current = l[0];
+        auto run = std::make_shared<PullRun>();
+        run->ns = ns;
+        const size_t i = from + j;
+        if (i > 0) run->parent = (*chain)[i - 1];
+        run->holder = Peer(current);
+        run->roster_version = version;
+        runs.push_back(std::move(run));
+      }
+      runs.back()->keys.push_back((*chain)[from + j]);
+    }
+    auto remaining = std::make_shared<std::atomic<size_t>>(runs.size());
+    for (auto& run : runs) {
+      run->finished = [remaining, done] {
+        if (remaining->fetch_sub(1) == 1) done();
+      };
+      StartRun(run);
+    }
+  });
+}
+
+void ClusterNode::FinishRun(const std::shared_ptr<PullRun>& run, absl::Status status) {
+  if (!status.ok()) {
+    remote_pull_failures_.fetch_add(run->keys.size(), std::memory_order_relaxed);
+    spdlog::debug("cluster: pull of {} blocks from {} failed: {}", run->keys.size(),
+                  run->holder ? run->holder->member.id : "?", status.ToString());
+  }
+  if (run->pin.lease_id != 0 && run->holder) {
+    inflight_.fetch_add(1);
+    run->holder->channel->Unpin(run->roster_version, {run->pin.lease_id},
+                                [this](absl::StatusOr<uint32_t>) { inflight_.fetch_sub(1); });
+  }
+  if (run->grant.lease_id != 0) {
+    // Frees the slots of blocks that were not committed (failed pulls); committed ones stay.
+    const uint64_t lease = run->grant.lease_id;
+    (void)store_->Release(std::span<const uint64_t>(&lease, 1));
+  }
+  run->finished();
+}
+
+void ClusterNode::StartRun(std::shared_ptr<PullRun> run) {
+  if (!run->holder) {
+    FinishRun(run, absl::UnavailableError("holder left the roster"));
+    return;
+  }
+  std::string info;
+  {
+    absl::MutexLock lock(&run->holder->mu);
+    info = run->holder->transport_info;
+  }
+  if (info.empty()) {
+    // First contact: learn how to reach its arena, then go on.
+    const int64_t started = NowUs();
+    inflight_.fetch_add(1);
+    run->holder->channel->Hello(
+        run->roster_version, [this, run, started](absl::StatusOr<PeerHello> hello) {
+          Record(*run->holder, hello.status(), started);
+          if (!hello.ok() || hello->transport_info.empty()) {
+            FinishRun(
+                run, hello.ok() ? absl::UnavailableError("peer has no transport") : hello.status());
+          } else {
+            {
+              absl::MutexLock lock(&run->holder->mu);
+              run->holder->transport_info = hello->transport_info;
+            }
+            StartRun(run);
+          }
+          inflight_.fetch_sub(1);
+        });
+    return;
+  }
+  const int64_t started = NowUs();
+  inflight_.fetch_add(1);
+  run->holder->channel->Pin(
+      run->roster_version, run->ns, run->keys, options_.pin_lease_ms,
+      [this, run, info, started](absl::StatusOr<PinResult> pin) {
+        Record(*run->holder, pin.status(), started);
+        if (!pin.ok()) {
+          FinishRun(run, pin.status());
+          inflight_.fetch_sub(1);
+          return;
+        }
+        run->pin = std::move(*pin);
+        const size_t k = run->pin.offsets.size();
+        if (k == 0 || run->pin.checksums.size() != k) {
+          FinishRun(run, absl::NotFoundError("the holder no longer has the blocks"));
+          inflight_.fetch_sub(1);
+          return;
+        }
+        absl::StatusOr<WriteGrant> grant =
+            store_->Allocate(run->ns, std::span<const Key128>(run->keys.data(), k), run->parent,
+                             options_.pin_lease_ms);
+        if (!grant.ok()) {
+          FinishRun(run, grant.status());
+          inflight_.fetch_sub(1);
+          return;
+        }
+        run->grant = std::move(*grant);
+        if (run->grant.block_bytes != run->pin.block_bytes) {
+          FinishRun(run, absl::FailedPreconditionError(
+                             absl::StrFormat("block size differs: holder %d, here %d",
+                                             run->pin.block_bytes, run->grant.block_bytes)));
+          inflight_.fetch_sub(1);
+          return;
+        }
+        std::vector<PullOp> ops;
+        for (size_t j = 0; j < k; ++j) {
+          if (run->grant.offsets[j] == kExistsOffset) continue;
+          ops.push_back(PullOp{run->pin.offsets[j], run->grant.offsets[j], run->grant.block_bytes});
+        }
+        if (ops.empty()) {
+          FinishRun(run, absl::OkStatus());
+          inflight_.fetch_sub(1);
+          return;
+        }
+        const int64_t pull_started = NowUs();
+        inflight_.fetch_add(1);
+        puller_->Pull(info, std::move(ops), options_.peer_timeout_ms,
+                      [this, run, k, pull_started](absl::Status status) {
+                        if (!status.ok()) {
+                          Record(*run->holder, status, pull_started);
+                          FinishRun(run, status);
+                          inflight_.fetch_sub(1);
+                          return;
+                        }
+                        // Checksums on arrival: a block whose bytes differ is not committed (a
+                        // miss).
+                        const uint64_t bytes = run->grant.block_bytes;
+                        std::vector<Key128> good;
+                        std::vector<uint64_t> sums;
+                        for (size_t j = 0; j < k; ++j) {
+                          const uint64_t off = run->grant.offsets[j];
+                          if (off == kExistsOffset) continue;
+                          if (off + bytes > arena_bytes_ ||
+                              XXH3_64bits(arena_ + off, bytes) != run->pin.checksums[j]) {
+                            spdlog::warn("cluster: block {} from {} failed its checksum: dropped",
+                                         KeyToHex(run->keys[j]), run->holder->member.id);
+                            remote_pull_failures_.fetch_add(1, std::memory_order_relaxed);
+                            continue;
+                          }
+                          good.push_back(run->keys[j]);
+                          sums.push_back(run->pin.checksums[j]);
+                        }
+                        if (!good.empty()) {
+                          absl::StatusOr<uint32_t> committed =
+                              store_->Commit(run->grant.lease_id, good, sums);
+                          if (committed.ok()) {
+                            remote_pulls_.fetch_add(good.size(), std::memory_order_relaxed);
+                            remote_pull_bytes_.fetch_add(good.size() * bytes,
+                                                         std::memory_order_relaxed);
+                            absl::MutexLock lock(&run->holder->mu);
+                            run->holder->pulls += good.size();
+                            run->holder->bytes_in += good.size() * bytes;
+                          }
+                        }
+                        FinishRun(run, absl::OkStatus());
+                        inflight_.fetch_sub(1);
+                      });
+        inflight_.fetch_sub(1);
+      });
+}
+
+// Holder side of a pull.
+void ClusterNode::Pin(uint64_t ns, std::vector<Key128> keys, uint32_t lease_ms,
+                      PeerChannel::Done<PinResult> done) {
+  auto keys_ptr = std::make_shared<std::vector<Key128>>(std::move(keys));
+  inflight_.fetch_add(1);
+  store_->AcquireAsync(
+      ns, *keys_ptr, lease_ms,
+      [this, ns, keys_ptr, done = std::move(done)](absl::StatusOr<ReadGrant> grant) {
+        if (!grant.ok()) {
+          done(grant.status());
+          inflight_.fetch_sub(1);
+          return;
+        }
+        PinResult r;
+        r.lease_id = grant->lease_id;
+        r.block_bytes = grant->block_bytes;
+        r.offsets = grant->offsets;
+        r.checksums.reserve(r.offsets.size());
+        for (size_t j = 0; j < r.offsets.size(); ++j) {
+          const BlockId id{ns, (*keys_ptr)[j]};
+          uint64_t sum = store_->Checksum(id).value_or(0);
+          if (sum == 0) {
+            // Committed without a checksum: take it now, while the block is pinned.
+            sum = XXH3_64bits(arena_ + r.offsets[j], r.block_bytes);
+            store_->SetChecksum(id, sum);
+          }
+          r.checksums.push_back(sum);
+        }
+        done(std::move(r));
+        inflight_.fetch_sub(1);
+      });
+}
+
+absl::StatusOr<uint32_t> ClusterNode::Unpin(const std::vector<uint64_t>& lease_ids) {
+  return store_->Release(lease_ids);
+}
+
+ClusterView ClusterNode::View() {
+  ClusterView v;
+  std::vector<Member> members;
+  absl::flat_hash_map<std::string, std::shared_ptr<PeerState>> peers;
+  {
+    absl::MutexLock lock(&mu_);
+    v.roster_version = roster_.version;
+    members = roster_.members;
+    peers = peers_;
+  }
+  for (const Member& m : members) {
+    MemberView mv;
+    mv.member = m;
+    if (m.id == options_.self_id) {
+      mv.state = "self";
+    } else if (auto it = peers.find(m.id); it != peers.end()) {
+      PeerState& p = *it->second;
+      absl::MutexLock lock(&p.mu);
+      mv.state = p.state;
+      mv.calls = p.calls;
+      mv.errors = p.errors;
+      mv.bytes_in = p.bytes_in;
+      mv.pulls = p.pulls;
+      mv.last_error = p.last_error;
+      mv.latency_ms_p50 = Percentile(p.latency_ms, 0.5);
+      mv.latency_ms_p99 = Percentile(p.latency_ms, 0.99);
+    }
+    v.members.push_back(std::move(mv));
+  }
+  v.directory_entries = directory_.size();
+  v.stale_roster_rejects = stale_rejects_.load();
+  v.remote_hit_keys = remote_hit_keys_.load();
+  v.remote_pulls = remote_pulls_.load();
+  v.remote_pull_bytes = remote_pull_bytes_.load();
+  v.remote_pull_failures = remote_pull_failures_.load();
+  return v;
+}
+
+}  // namespace kvtier
