@@ -218,6 +218,9 @@ absl::StatusOr<std::vector<Result>> RunRemoteBench(const RemoteBenchOptions& o) 
     for (auto& t : threads) t.join();
     const double secs = Seconds(Now() - t0);
     if (short_reads.load() > 0) {
+      const std::string log = nodes[1].daemon->ReadLog();
+      std::fprintf(stderr, "daemon b log (tail):\n%s\n",
+                   log.substr(log.size() > 4000 ? log.size() - 4000 : 0).c_str());
       return absl::InternalError(
           absl::StrFormat("%d batches came back short (remote pulls failed)", short_reads.load()));
     }

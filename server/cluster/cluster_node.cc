@@ -73,6 +73,7 @@ ClusterNode::ClusterNode(ClusterOptions options, BlockStore* store, ArenaPuller*
       arena_bytes_(arena_bytes),
       connect_(std::move(connect)) {
   last_probe_ms_.store(NowUs() / 1000);  // the first probe one period after start
+  for (int i = 0; i < kWorkers; ++i) workers_.emplace_back([this] { WorkLoop(); });
   announcer_ = std::make_unique<BackgroundLoop>(absl::Milliseconds(options_.announce_period_ms),
                                                 [this] { return AnnounceStep(); });
 }
@@ -85,6 +86,11 @@ ClusterNode::~ClusterNode() {
   while (inflight_.load() > 0 && NowUs() < give_up) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
+  {
+    absl::MutexLock lock(&work_mu_);
+    stop_workers_ = true;
+  }
+  for (std::thread& t : workers_) t.join();
 }
 
 absl::Status ClusterNode::SetRoster(Roster roster) {
@@ -353,7 +359,7 @@ void ClusterNode::ProbeMembers() {
 
 void ClusterNode::ResolveHolders(uint64_t ns, const std::vector<Key128>& keys, size_t from,
                                  std::function<void(HolderLists)> done) {
-  const std::vector<Key128> heads = SegmentHeads(keys);
+  const std::vector<Key128> heads = HeadsOf(ns, keys);
   // owner -> indices of keys[from..] it is the directory of
   absl::flat_hash_map<std::string, std::vector<size_t>> groups;
   uint64_t version = 0;
@@ -437,8 +443,31 @@ void ClusterNode::ResolveHolders(uint64_t ns, const std::vector<Key128>& keys, s
   }
 }
 
+std::vector<Key128> ClusterNode::HeadsOf(uint64_t ns, const std::vector<Key128>& keys) {
+  std::vector<Key128> heads(keys.size());
+  absl::MutexLock lock(&hints_mu_);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (auto it = head_hints_.find(BlockId{ns, keys[i]}); it != head_hints_.end()) {
+      heads[i] = it->second;
+    } else {
+      heads[i] = (i == 0 || StartsSegment(keys[i])) ? keys[i] : heads[i - 1];
+    }
+  }
+  return heads;
+}
+
+void ClusterNode::RememberHeads(uint64_t ns, const std::vector<Key128>& chain) {
+  const std::vector<Key128> heads = SegmentHeads(chain);
+  absl::MutexLock lock(&hints_mu_);
+  if (head_hints_.size() + chain.size() > kMaxHeadHints) head_hints_.clear();
+  for (size_t i = 0; i < chain.size(); ++i) head_hints_[BlockId{ns, chain[i]}] = heads[i];
+}
+
 void ClusterNode::Lookup(uint64_t ns, std::vector<Key128> keys, LookupAnswer local,
                          std::function<void(LookupAnswer)> done) {
+  // A lookup names a chain from its start, so its segment heads are certain: remember them for
+  // the Acquire calls that follow, which may ask for any part of the chain.
+  RememberHeads(ns, keys);
   const size_t from = local.prefix_blocks;
   if (from >= keys.size()) {
     done(std::move(local));
@@ -579,61 +608,112 @@ void ClusterNode::StartRun(std::shared_ptr<PullRun> run) {
           inflight_.fetch_sub(1);
           return;
         }
-        std::vector<PullOp> ops;
-        for (size_t j = 0; j < k; ++j) {
-          if (run->grant.offsets[j] == kExistsOffset) continue;
-          ops.push_back(PullOp{run->pin.offsets[j], run->grant.offsets[j], run->grant.block_bytes});
-        }
-        if (ops.empty()) {
-          FinishRun(run, absl::OkStatus());
-          inflight_.fetch_sub(1);
-          return;
-        }
-        const int64_t pull_started = NowUs();
-        inflight_.fetch_add(1);
-        puller_->Pull(info, std::move(ops), options_.peer_timeout_ms,
-                      [this, run, k, pull_started](absl::Status status) {
-                        if (!status.ok()) {
-                          Record(*run->holder, status, pull_started);
-                          FinishRun(run, status);
-                          inflight_.fetch_sub(1);
-                          return;
-                        }
-                        // Checksums on arrival: a block whose bytes differ is not committed (a
-                        // miss).
-                        const uint64_t bytes = run->grant.block_bytes;
-                        std::vector<Key128> good;
-                        std::vector<uint64_t> sums;
-                        for (size_t j = 0; j < k; ++j) {
-                          const uint64_t off = run->grant.offsets[j];
-                          if (off == kExistsOffset) continue;
-                          if (off + bytes > arena_bytes_ ||
-                              XXH3_64bits(arena_ + off, bytes) != run->pin.checksums[j]) {
-                            spdlog::warn("cluster: block {} from {} failed its checksum: dropped",
-                                         KeyToHex(run->keys[j]), run->holder->member.id);
-                            remote_pull_failures_.fetch_add(1, std::memory_order_relaxed);
-                            continue;
-                          }
-                          good.push_back(run->keys[j]);
-                          sums.push_back(run->pin.checksums[j]);
-                        }
-                        if (!good.empty()) {
-                          absl::StatusOr<uint32_t> committed =
-                              store_->Commit(run->grant.lease_id, good, sums);
-                          if (committed.ok()) {
-                            remote_pulls_.fetch_add(good.size(), std::memory_order_relaxed);
-                            remote_pull_bytes_.fetch_add(good.size() * bytes,
-                                                         std::memory_order_relaxed);
-                            absl::MutexLock lock(&run->holder->mu);
-                            run->holder->pulls += good.size();
-                            run->holder->bytes_in += good.size() * bytes;
-                          }
-                        }
-                        FinishRun(run, absl::OkStatus());
-                        inflight_.fetch_sub(1);
-                      });
+        PullChunks(run, info, k);
         inflight_.fetch_sub(1);
       });
+}
+
+// The run's blocks move in chunks of about kChunkBytes, all posted at once: UCX keeps the wire
+// busy while the workers verify and commit the chunks that have landed.
+void ClusterNode::PullChunks(const std::shared_ptr<PullRun>& run, const std::string& info,
+                             size_t k) {
+  constexpr uint64_t kChunkBytes = 8ULL << 20;
+  const uint64_t bytes = run->grant.block_bytes;
+  const size_t per_chunk = std::max<uint64_t>(1, kChunkBytes / std::max<uint64_t>(1, bytes));
+  std::vector<std::pair<size_t, size_t>> chunks;  // [begin, end) of key indexes with bytes to move
+  for (size_t j = 0; j < k; j += per_chunk) chunks.emplace_back(j, std::min(k, j + per_chunk));
+  auto remaining = std::make_shared<std::atomic<size_t>>(chunks.size());
+  auto failure = std::make_shared<absl::Mutex>();
+  auto first_error = std::make_shared<absl::Status>();
+  const int64_t started = NowUs();
+  for (const auto& [begin, end] : chunks) {
+    std::vector<PullOp> ops;
+    for (size_t j = begin; j < end; ++j) {
+      if (run->grant.offsets[j] == kExistsOffset) continue;
+      ops.push_back(PullOp{run->pin.offsets[j], run->grant.offsets[j], bytes});
+    }
+    auto chunk_done = [this, run, remaining, failure, first_error, started, begin = begin,
+                       end = end](absl::Status status) {
+      if (!status.ok()) {
+        Record(*run->holder, status, started);
+        absl::MutexLock lock(failure.get());
+        if (first_error->ok()) *first_error = status;
+      } else {
+        VerifyAndCommit(*run, begin, end);
+      }
+      if (remaining->fetch_sub(1) == 1) {
+        absl::Status result;
+        {
+          absl::MutexLock lock(failure.get());
+          result = *first_error;
+        }
+        FinishRun(run, result);
+      }
+      inflight_.fetch_sub(1);
+    };
+    inflight_.fetch_add(1);
+    if (ops.empty()) {
+      chunk_done(absl::OkStatus());
+      continue;
+    }
+    puller_->Pull(
+        info, std::move(ops), options_.peer_timeout_ms,
+        [this, chunk_done = std::move(chunk_done)](absl::Status status) mutable {
+          // Off the transport's progress thread: hashing a chunk takes a while.
+          Post([chunk_done = std::move(chunk_done), status]() mutable { chunk_done(status); });
+        });
+  }
+}
+
+// Checksums on arrival: a block whose bytes differ is not committed (a miss, its slot freed with
+// the run's write lease).
+void ClusterNode::VerifyAndCommit(PullRun& run, size_t begin, size_t end) {
+  const uint64_t bytes = run.grant.block_bytes;
+  std::vector<Key128> good;
+  std::vector<uint64_t> sums;
+  for (size_t j = begin; j < end; ++j) {
+    const uint64_t off = run.grant.offsets[j];
+    if (off == kExistsOffset) continue;
+    if (off + bytes > arena_bytes_ || XXH3_64bits(arena_ + off, bytes) != run.pin.checksums[j]) {
+      spdlog::warn("cluster: block {} from {} failed its checksum: dropped", KeyToHex(run.keys[j]),
+                   run.holder->member.id);
+      remote_pull_failures_.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    good.push_back(run.keys[j]);
+    sums.push_back(run.pin.checksums[j]);
+  }
+  if (good.empty()) return;
+  absl::StatusOr<uint32_t> committed = store_->Commit(run.grant.lease_id, good, sums);
+  if (!committed.ok()) return;
+  remote_pulls_.fetch_add(good.size(), std::memory_order_relaxed);
+  remote_pull_bytes_.fetch_add(good.size() * bytes, std::memory_order_relaxed);
+  absl::MutexLock lock(&run.holder->mu);
+  run.holder->pulls += good.size();
+  run.holder->bytes_in += good.size() * bytes;
+}
+
+void ClusterNode::Post(std::function<void()> task) {
+  absl::MutexLock lock(&work_mu_);
+  work_.push_back(std::move(task));
+}
+
+void ClusterNode::WorkLoop() {
+  for (;;) {
+    std::function<void()> task;
+    {
+      absl::MutexLock lock(&work_mu_);
+      work_mu_.Await(absl::Condition(
+          +[](ClusterNode* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->work_mu_) {
+            return self->stop_workers_ || !self->work_.empty();
+          },
+          this));
+      if (work_.empty()) return;  // stopping, and nothing left
+      task = std::move(work_.front());
+      work_.pop_front();
+    }
+    task();
+  }
 }
 
 // Holder side of a pull.

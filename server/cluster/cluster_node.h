@@ -21,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -85,7 +86,8 @@ class ClusterNode : public BlockListener {
   void Lookup(uint64_t ns, std::vector<Key128> keys, LookupAnswer local,
               std::function<void(LookupAnswer)> done);
   // Pulls keys[from..] that other daemons hold into local DRAM, as far as it can along the chain;
-  // `done` runs when every pull has finished or failed.
+  // `done` runs when every pull has finished or failed. `keys` is a chain from its start, or any
+  // part of a chain this node looked up before (see HeadsOf).
   void PullMissing(uint64_t ns, std::vector<Key128> keys, size_t from, std::function<void()> done);
 
   // --- what the peer service calls (requests already decoded) ---
@@ -121,7 +123,16 @@ class ClusterNode : public BlockListener {
   // `done` gets one list per key from `from`, cut at the first key nobody holds.
   void ResolveHolders(uint64_t ns, const std::vector<Key128>& keys, size_t from,
                       std::function<void(HolderLists)> done);
+  // Segment heads of `keys`: remembered from an earlier Lookup of their chain where known, else
+  // computed taking keys[0] as the chain's start.
+  std::vector<Key128> HeadsOf(uint64_t ns, const std::vector<Key128>& keys);
+  void RememberHeads(uint64_t ns, const std::vector<Key128>& chain);
   void StartRun(std::shared_ptr<PullRun> run);
+  void PullChunks(const std::shared_ptr<PullRun>& run, const std::string& info, size_t k);
+  void VerifyAndCommit(PullRun& run, size_t begin, size_t end);
+  // Runs `task` on a worker thread (checksums and commits of pulled chunks).
+  void Post(std::function<void()> task);
+  void WorkLoop();
   void FinishRun(const std::shared_ptr<PullRun>& run, absl::Status status);
   // Channel and state of a member by id; null when it is not in the roster.
   std::shared_ptr<PeerState> Peer(const std::string& id);
@@ -145,6 +156,12 @@ class ClusterNode : public BlockListener {
   // directory and a roster change can re-announce what moved.
   absl::flat_hash_map<BlockId, Key128> heads_ ABSL_GUARDED_BY(mu_);
 
+  // Segment heads of keys seen in lookups (chains from their start), so that an Acquire of a
+  // later part of a chain asks the right directories. Bounded: cleared when full.
+  static constexpr size_t kMaxHeadHints = 1 << 20;
+  absl::Mutex hints_mu_;  // leaf
+  absl::flat_hash_map<BlockId, Key128> head_hints_ ABSL_GUARDED_BY(hints_mu_);
+
   // Announcements waiting for the next flush, in the order the store reported them.
   struct Event {
     BlockId id;
@@ -165,6 +182,12 @@ class ClusterNode : public BlockListener {
       remote_pull_bytes_{0}, remote_pull_failures_{0};
   std::atomic<int64_t> last_probe_ms_{0};
   std::atomic<int64_t> inflight_{0};  // asynchronous calls whose callbacks may still use this
+
+  static constexpr int kWorkers = 2;
+  absl::Mutex work_mu_;  // leaf
+  std::deque<std::function<void()>> work_ ABSL_GUARDED_BY(work_mu_);
+  bool stop_workers_ ABSL_GUARDED_BY(work_mu_) = false;
+  std::vector<std::thread> workers_;
   std::unique_ptr<BackgroundLoop> announcer_;  // last: stopped first
 };
 

@@ -11,6 +11,7 @@
 #include <map>
 #include <random>
 
+#include "absl/synchronization/notification.h"
 #include "server/cluster/segments.h"
 
 namespace kvtier {
@@ -97,9 +98,10 @@ struct Node {
     return out;
   }
   void Pull(const KeyList& keys) {
-    bool called = false;
-    cluster->PullMissing(ns, keys, store.Peek(ns, keys)->prefix_blocks, [&] { called = true; });
-    EXPECT_TRUE(called);
+    // Chunks are verified and committed on the node's worker threads: wait for the end.
+    auto done = std::make_shared<absl::Notification>();
+    cluster->PullMissing(ns, keys, store.Peek(ns, keys)->prefix_blocks, [done] { done->Notify(); });
+    EXPECT_TRUE(done->WaitForNotificationWithTimeout(absl::Seconds(10)));
   }
   uint32_t LocalPrefix(const KeyList& keys) { return store.Peek(ns, keys)->prefix_blocks; }
 
@@ -254,6 +256,20 @@ TEST_F(ClusterNodeTest, ChainSavedOnOneNodeIsFoundAndPulledByAnother) {
     }
   }
   EXPECT_EQ(both, chain.size());
+}
+
+TEST_F(ClusterNodeTest, LaterPartOfALookedUpChainIsPulledFromTheRightDirectories) {
+  Node& a = *nodes_["a"];
+  Node& b = *nodes_["b"];
+  const KeyList chain = Chain(400, 25);  // 16 segments
+  a.Save(chain, std::nullopt, rng_);
+  FlushAll();
+  const KeyList middle(chain.begin() + 130, chain.begin() + 260);  // starts inside a segment
+  ASSERT_EQ(b.PoolLookup(chain).prefix_blocks, chain.size());      // engines look up first
+  b.Pull(middle);
+  EXPECT_EQ(b.LocalPrefix(middle), middle.size());
+  EXPECT_EQ(b.Bytes(middle[7]), a.Bytes(middle[7]));
+  EXPECT_EQ(b.LocalPrefix(chain), 0u);  // only the part asked for was pulled
 }
 
 TEST_F(ClusterNodeTest, LookupStopsAtTheFirstBlockNobodyHolds) {
