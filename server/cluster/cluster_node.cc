@@ -389,20 +389,22 @@ void ClusterNode::ResolveHolders(uint64_t ns, const std::vector<Key128>& keys, s
       if (--state->remaining > 0) return;
       lists = std::move(state->lists);
     }
-    absl::flat_hash_set<std::string> members;
-    {
-      absl::MutexLock lock(&mu_);
-      for (const Member& m : roster_.members) members.insert(m.id);
-    }
     size_t n = 0;
-    for (auto& l : lists) {
-      l.erase(std::remove_if(l.begin(), l.end(),
-                             [&](const std::string& id) {
-                               return id == options_.self_id || !members.contains(id);
-                             }),
-              l.end());
-      if (l.empty()) break;
-      ++n;
+    {
+      // Holders that are this node (a stale entry: the local lookup missed) or not members any
+      // more are dropped; peers_ holds exactly the other members.
+      absl::MutexLock lock(&mu_);
+      for (auto& l : lists) {
+        size_t kept = 0;
+        for (size_t i = 0; i < l.size(); ++i) {
+          if (!peers_.contains(l[i])) continue;
+          if (kept != i) l[kept] = std::move(l[i]);
+          ++kept;
+        }
+        l.resize(kept);
+        if (l.empty()) break;
+        ++n;
+      }
     }
     lists.resize(n);
     done(std::move(lists));
