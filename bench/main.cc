@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_split.h"
 #include "bench/dram_bench.h"
+#include "bench/gpu_bench.h"
 #include "bench/nvme_bench.h"
 #include "bench/remote_bench.h"
 #include "bench/ring_bench.h"
@@ -93,6 +94,14 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   bool json = false;
   app.add_flag("--json", json, "Print the RESULT figures as JSON");
+
+  kvtier::bench::GpuBenchOptions gpu;
+  CLI::App* gpu_cmd =
+      app.add_subcommand("gpu", "Device -> arena -> device (SaveKv/LoadKv) vs cudaMemcpy");
+  gpu_cmd->add_option("--blocks", gpu.blocks, "Blocks per call (2 MiB each)")
+      ->capture_default_str();
+  gpu_cmd->add_option("--rounds", gpu.rounds, "Rounds")->capture_default_str();
+  gpu_cmd->add_option("--socket", gpu.socket, "Use this daemon instead of starting one");
 
   kvtier::bench::DramBenchOptions dram;
   std::string dram_block = "1MiB";
@@ -183,6 +192,13 @@ int main(int argc, char** argv) {
   if (remote_cmd->parsed()) {
     if (!ParseSizeFlag(remote_block, "--block-size", &remote.block_bytes)) return 2;
     return Report(kvtier::bench::RunRemoteBench(remote), json);
+  }
+  if (gpu_cmd->parsed()) {
+    if (!kvtier::bench::GpuBenchHasDevice()) {
+      std::printf("SKIP gpu: no device\n");
+      return 0;
+    }
+    return Report(kvtier::bench::RunGpuBench(gpu), json);
   }
   if (dram_cmd->parsed()) {
     if (!ParseSizeFlag(dram_block, "--block-size", &dram.block_bytes)) return 2;
