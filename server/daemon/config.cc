@@ -98,6 +98,10 @@ absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_
   app.add_option("--nvme-fail-writes-after", config.nvme_fail_writes_after,
                  "Testing only: NVMe writes fail with EIO after this many")
       ->group("");  // hidden from --help
+  std::string hbm_capacity;
+  app.add_option("--hbm-capacity", hbm_capacity,
+                 "HBM tier: a device memory pool of this size on --gpu (needs a CUDA device)");
+  app.add_option("--gpu", config.gpu, "CUDA device of the HBM tier")->capture_default_str();
   app.add_option("--peers", config.peers,
                  "Cluster with a static roster: id@host:port,... (this node included; every "
                  "daemon gets the same list). Needs --listen (or takes its own entry's address)");
@@ -152,6 +156,15 @@ absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_
   if (auto s = CheckSocketPath(config.socket_path); !s.ok()) return s;
   if (!config.listen.empty()) {
     if (auto s = CheckListen(config.listen); !s.ok()) return s;
+  }
+  if (!hbm_capacity.empty()) {
+    auto size = ParseSize(hbm_capacity, "--hbm-capacity");
+    if (!size.ok()) return size.status();
+    config.hbm_capacity = *size;
+  }
+  if (config.gpu < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--gpu: %d is not a device index", config.gpu));
   }
   if (!config.peers.empty() && !config.etcd.empty()) {
     return absl::InvalidArgumentError("--peers and --etcd: give one membership, not both");

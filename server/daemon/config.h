@@ -26,6 +26,9 @@ struct DaemonConfig {
   double demote_watermark = 0.8;
   std::string nvme_admit = "reused";    // "all" or "reused"
   uint64_t nvme_fail_writes_after = 0;  // test hook: inject EIO after N writes
+  // HBM tier: asked for with a capacity; present only with a CUDA device.
+  uint64_t hbm_capacity = 0;
+  int gpu = 0;
   // Cluster: off unless --peers or --etcd is given (not both).
   std::string peers;                // static roster: id@host:port,...
   std::string etcd;                 // etcd endpoint host:port

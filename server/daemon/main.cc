@@ -14,6 +14,7 @@
 #include "common/background_loop.h"
 #include "common/log.h"
 #include "common/size.h"
+#include "cuda/gather_scatter.h"
 #include "server/cluster/cluster_node.h"
 #include "server/cluster/etcd_membership.h"
 #include "server/cluster/static_peers.h"
@@ -144,6 +145,28 @@ int Run(int argc, char** argv) {
   info.arena_bytes = (*arena)->size();
   info.arena_generation = (*arena)->generation();
   info.started_ms = store.NowMs();
+  // The HBM tier needs a CUDA device; the device pool itself is not built yet, so the tier is
+  // listed as absent with the reason (docs/architecture.md, Status).
+  const int devices = cuda::DeviceCount();
+  if (devices == 0) {
+    spdlog::info("no CUDA device: running without the HBM tier");
+  } else {
+    spdlog::info("{} CUDA device(s); the HBM tier is not built yet, so blocks stay in DRAM/NVMe",
+                 devices);
+  }
+  if (config.hbm_capacity > 0) {
+    TierCounters hbm;
+    hbm.name = "hbm";
+    hbm.status =
+        devices == 0 ? "absent: no CUDA device (or driver) on this machine"
+        : config.gpu >= devices
+            ? absl::StrFormat("absent: --gpu %d, but this machine has %d device(s)", config.gpu,
+                              devices)
+            : absl::StrFormat("absent: the HBM device pool is not built yet (device %d found)",
+                              config.gpu);
+    spdlog::warn("--hbm-capacity {}: HBM tier {}", FormatBytes(config.hbm_capacity), hbm.status);
+    info.extra_tiers.push_back(hbm);
+  }
   RateSampler rates(&store, /*period_ms=*/1000);
   KvTierService service(&store, info, &rates);
   std::unique_ptr<PeerService> peer_service;
@@ -204,8 +227,7 @@ int Run(int argc, char** argv) {
     if (!started.ok()) return Fail(started.status());
     membership = std::move(*started);
   }
-  spdlog::info("no GPU tier in this build: the HBM tier is off ({})",
-               nvme ? "tiers: DRAM, NVMe" : "tiers: DRAM only");
+  spdlog::info("tiers: {}", nvme ? "DRAM, NVMe" : "DRAM only");
   // The real port, when --listen asked for port 0.
   const std::string listening =
       config.listen.empty()

@@ -212,6 +212,7 @@ grpc::ServerUnaryReactor* KvTierService::Stats(grpc::CallbackServerContext* ctx,
       tier->set_write_bytes_per_s(r.write_bytes_per_s);
     }
   }
+  for (const TierCounters& t : info_.extra_tiers) ToProto(t, resp->add_tiers());
   resp->set_namespaces(s.namespaces);
   resp->set_leases(s.leases);
   resp->set_lookups(s.lookups);

@@ -20,6 +20,8 @@ struct ServiceInfo {
   uint64_t arena_bytes = 0;
   uint64_t arena_generation = 0;
   int64_t started_ms = 0;  // on the store's clock
+  // Tiers the store does not keep but Stats lists (the HBM tier asked for and absent, and why).
+  std::vector<TierCounters> extra_tiers;
 };
 
 // How membership is doing, for `kvtier cluster`.

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/block_key.h"
+#include "cuda/gather_scatter.h"
 #include "tests/integration/daemon_fixture.h"
 
 namespace kvtier::testing {
@@ -77,6 +78,36 @@ TEST(CliNoDaemonTest, MissingDaemonIsOneLineAndExitCode2) {
   while (!out.empty() && out.back() == '\n') out.pop_back();
   EXPECT_EQ(out.find('\n'), std::string::npos) << "more than one line: " << r.output;
   EXPECT_NE(out.find("kvtier"), std::string::npos);
+}
+
+// Asked for an HBM tier on a machine without a CUDA device: the tier is listed as absent, with
+// the reason, and the daemon serves from DRAM as usual.
+class CliHbmTest : public CliTest {
+ protected:
+  std::vector<std::string> DaemonArgs() override {
+    return {"--dram-capacity", "64MiB", "--hbm-capacity", "1GiB"};
+  }
+};
+
+TEST_F(CliHbmTest, AbsentHbmTierSaysWhy) {
+  ProcessResult r = Cli({"tiers", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto j = nlohmann::json::parse(r.output);
+  bool found = false;
+  for (const auto& t : j) {
+    if (t["name"] != "hbm") continue;
+    found = true;
+    const std::string status = t["status"];
+    EXPECT_EQ(status.rfind("absent: ", 0), 0u) << status;
+    if (cuda::DeviceCount() == 0) {
+      EXPECT_NE(status.find("no CUDA device"), std::string::npos) << status;
+    }
+    EXPECT_EQ(t["capacity_bytes"].get<uint64_t>(), 0u);
+  }
+  EXPECT_TRUE(found) << r.output;
+  ProcessResult table = Cli({"tiers"});
+  EXPECT_NE(table.output.find("absent: "), std::string::npos) << table.output;
+  EXPECT_NE(daemon_->ReadLog().find("HBM tier"), std::string::npos);
 }
 
 }  // namespace
