@@ -40,9 +40,9 @@ absl::Status ToAbsl(const Status& s) {
 
 absl::StatusOr<ConnectedDaemon> StartConnected(const std::vector<std::string>& args,
                                                const std::string& model_id, uint64_t block_bytes,
-                                               int timeout_ms) {
+                                               int timeout_ms, const std::string& socket) {
   ConnectedDaemon d;
-  auto target = StartTarget("", args);
+  auto target = StartTarget(socket, args);
   if (!target.ok()) return target.status();
   d.target = std::move(*target);
   ClientOptions options;

@@ -35,9 +35,11 @@ struct ConnectedDaemon {
   std::unique_ptr<Client> client;
   Namespace ns;
 };
+// `socket` (optional): use the daemon there instead of starting one.
 absl::StatusOr<ConnectedDaemon> StartConnected(const std::vector<std::string>& args,
                                                const std::string& model_id, uint64_t block_bytes,
-                                               int timeout_ms = 30'000);
+                                               int timeout_ms = 30'000,
+                                               const std::string& socket = "");
 
 inline double Seconds(std::chrono::steady_clock::duration d) {
   return std::chrono::duration<double>(d).count();

@@ -68,20 +68,12 @@ absl::StatusOr<std::vector<Result>> RunDramBench(const DramBenchOptions& o) {
   }
   const uint64_t slot = (o.block_bytes + 4095) / 4096 * 4096;
   const uint64_t capacity = o.blocks * slot + (64ULL << 20);
-  auto target =
-      StartTarget(o.socket, {"--dram-capacity", std::to_string(capacity), "--log-level", "warn"});
-  if (!target.ok()) return target.status();
-  ClientOptions copts;
-  copts.socket_path = target->socket;
-  copts.timeout_ms = 30'000;
-  std::unique_ptr<Client> client;
-  if (Status s = Client::Connect(copts, &client); !s.ok()) return ToAbsl(s);
-
-  NamespaceLayout layout;
-  layout.model_id = "kvtier-bench-dram";
-  layout.block_bytes = o.block_bytes;
-  Namespace ns;
-  if (Status s = client->RegisterNamespace(layout, &ns); !s.ok()) return ToAbsl(s);
+  auto daemon = StartConnected({"--dram-capacity", std::to_string(capacity), "--log-level", "warn"},
+                               "kvtier-bench-dram", o.block_bytes, /*timeout_ms=*/30'000, o.socket);
+  if (!daemon.ok()) return daemon.status();
+  std::unique_ptr<Client>& client = daemon->client;
+  const Namespace ns = daemon->ns;
+  const Target* target = &daemon->target;
 
   const uint64_t total = o.blocks * o.block_bytes;
   std::printf("dram: %llu blocks of %s (%s), batch %u, %d rounds, daemon %s\n",

@@ -73,20 +73,11 @@ absl::StatusOr<std::vector<Result>> RunGpuBench(const GpuBenchOptions& o) {
   const size_t tensor_bytes = static_cast<size_t>(2 * kv.kv_stride_bytes);
 
   const uint64_t capacity = total * static_cast<uint64_t>(o.rounds) + (64ULL << 20);
-  auto target =
-      StartTarget(o.socket, {"--dram-capacity", std::to_string(capacity), "--log-level", "warn"});
-  if (!target.ok()) return target.status();
-  ClientOptions copts;
-  copts.socket_path = target->socket;
-  copts.timeout_ms = 30'000;
-  std::unique_ptr<Client> client;
-  if (Status s = Client::Connect(copts, &client); !s.ok()) return ToAbsl(s);
-  NamespaceLayout layout;
-  layout.model_id = "kvtier-bench-gpu";
-  layout.layout_tag = "opaque";
-  layout.block_bytes = block_bytes;
-  Namespace ns;
-  if (Status s = client->RegisterNamespace(layout, &ns); !s.ok()) return ToAbsl(s);
+  auto daemon = StartConnected({"--dram-capacity", std::to_string(capacity), "--log-level", "warn"},
+                               "kvtier-bench-gpu", block_bytes, /*timeout_ms=*/30'000, o.socket);
+  if (!daemon.ok()) return daemon.status();
+  std::unique_ptr<Client>& client = daemon->client;
+  const Namespace ns = daemon->ns;
   std::unique_ptr<GpuKv> gpu;
   if (Status s = GpuKv::Create(client.get(), GpuBackend::kCuda, &gpu); !s.ok()) return ToAbsl(s);
 
