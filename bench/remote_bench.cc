@@ -19,6 +19,12 @@
 namespace kvtier::bench {
 namespace {
 
+// The daemons' --log-level: $KVTIER_BENCH_LOG (e.g. debug, to see why pulls fail), else warn.
+std::string DaemonLogLevel() {
+  const char* level = std::getenv("KVTIER_BENCH_LOG");
+  return level != nullptr && level[0] != '\0' ? level : "warn";
+}
+
 struct Node {
   std::unique_ptr<LocalDaemon> daemon;
   std::unique_ptr<Client> client;
@@ -45,7 +51,7 @@ absl::StatusOr<std::vector<Node>> StartCluster(uint64_t dram, uint64_t block_byt
     auto d = LocalDaemon::Start(
         SelfDir() + "/kvtierd",
         {"--dram-capacity", std::to_string(dram), "--node-id", ids[i], "--peers", peers,
-         "--ucx-tls", tls, "--log-level", "warn", "--peer-timeout-ms", "10000"});
+         "--ucx-tls", tls, "--log-level", DaemonLogLevel(), "--peer-timeout-ms", "10000"});
     if (!d.ok()) return d.status();
     nodes[i].daemon = std::move(*d);
     ClientOptions copts;
