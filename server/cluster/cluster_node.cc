@@ -160,6 +160,11 @@ absl::Status ClusterNode::CheckRosterVersion(uint64_t roster_version) {
   return absl::OkStatus();
 }
 
+bool ClusterNode::IsPeer(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  return peers_.contains(id);
+}
+
 std::shared_ptr<ClusterNode::PeerState> ClusterNode::Peer(const std::string& id) {
   absl::MutexLock lock(&mu_);
   auto it = peers_.find(id);

@@ -93,6 +93,8 @@ class ClusterNode : public BlockListener {
   // --- what the peer service calls (requests already decoded) ---
   // OK when `roster_version` matches ours; FAILED_PRECONDITION naming the field otherwise.
   absl::Status CheckRosterVersion(uint64_t roster_version);
+  // Whether `id` is another member of the current roster (only members may update directories).
+  bool IsPeer(const std::string& id);
   uint32_t ApplyDirectoryUpdate(const std::string& from, const std::vector<KeyBatch>& gained,
                                 const std::vector<KeyBatch>& lost);
   std::vector<std::vector<std::string>> LookupDirectory(uint64_t ns,

@@ -61,6 +61,12 @@ grpc::ServerUnaryReactor* PeerService::UpdateDirectory(grpc::CallbackServerConte
                                                        v1::UpdateDirectoryResponse* resp) {
   return Done(ctx, [&]() -> absl::Status {
     RETURN_IF_ERROR(CheckHeader(req->header(), req->has_header()));
+    // Only members may say what they hold: a directory never lists a daemon it cannot reach.
+    if (!cluster_->IsPeer(req->header().from_id())) {
+      return absl::FailedPreconditionError(
+          absl::StrFormat("header.from_id: '%s' is not another member of this node's roster",
+                          req->header().from_id()));
+    }
     // Directory updates are batched by the sender; allow a generous multiple of a client batch.
     const uint32_t max_keys = std::max<uint32_t>(65536, max_batch_keys_) * 2;
     ASSIGN_OR_RETURN(std::vector<KeyBatch> gained,

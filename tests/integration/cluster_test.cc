@@ -281,6 +281,19 @@ TEST_P(ClusterTest, BadPeerRequestsGetCleanErrors) {
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_NE(s.error_message().find("gained[0].keys"), std::string::npos) << s.error_message();
   }
+  {  // a directory update from a daemon that is not a member is refused
+    grpc::ClientContext ctx;
+    deadline(&ctx);
+    v1::UpdateDirectoryRequest req;
+    req.mutable_header()->set_roster_version(hello.roster_version());
+    req.mutable_header()->set_from_id("intruder");
+    const Key128 k{3, 4};
+    req.add_gained()->set_keys(EncodeKeys(&k, 1));
+    v1::UpdateDirectoryResponse resp;
+    grpc::Status s = stub->UpdateDirectory(&ctx, req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_NE(s.error_message().find("header.from_id"), std::string::npos) << s.error_message();
+  }
   // The daemon is still serving.
   DaemonStats stats;
   EXPECT_TRUE(members_[0].client->Stats(&stats).ok());
