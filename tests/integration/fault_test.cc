@@ -28,9 +28,10 @@ TEST_F(FaultTest, AKilledClientsLeasesExpire) {
   std::vector<const void*> src(3, data.data());
   ASSERT_TRUE(client_->Save(ns, keys, src).ok());
 
-  // Another process acquires the blocks and reserves two slots, then dies holding both leases.
+  // Another process acquires the blocks and reserves two slots, then dies holding both leases
+  // (3 s leases: long enough to be seen held on a loaded machine, short enough to wait out).
   std::vector<std::string> argv = {BinPath("kvtier-test-peer"), "hold", daemon_->socket_path(),
-                                   std::to_string(ns.block_bytes), "500"};
+                                   std::to_string(ns.block_bytes), "3000"};
   for (const BlockKey& k : keys) argv.push_back(KeyToHex({k.lo, k.hi}));
   auto holder = SpawnUntil(argv, "held", absl::Seconds(20));
   ASSERT_TRUE(holder.ok()) << holder.status();
