@@ -1,12 +1,15 @@
 #include "server/daemon/config.h"
 
+#include <grp.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <sstream>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
@@ -24,15 +27,29 @@ uint64_t DefaultDramCapacity() {
 
 namespace {
 
-absl::Status CheckListen(const std::string& listen) {
+absl::Status CheckListen(const std::string& listen, const char* flag = "--listen") {
   const size_t colon = listen.rfind(':');
   uint32_t port = 0;
   if (colon == std::string::npos || colon == 0 ||
       !absl::SimpleAtoi(listen.substr(colon + 1), &port) || port > 65535) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "--listen: '%s' is not HOST:PORT (e.g. 127.0.0.1:7070; port 0 picks a free one)", listen));
+        "%s: '%s' is not HOST:PORT (e.g. 127.0.0.1:7070; port 0 picks a free one)", flag, listen));
   }
   return absl::OkStatus();
+}
+
+// The gid of group `name`, or an error naming --socket-group.
+absl::StatusOr<int64_t> ResolveSocketGroup(const std::string& name) {
+  group entry{};
+  group* found = nullptr;
+  std::vector<char> buffer(16384);
+  const int err = getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found);
+  if (err != 0 || found == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--socket-group: no group named '%s'%s", name,
+                        err != 0 ? ": " + std::string(strerror(err)) : ""));
+  }
+  return static_cast<int64_t>(found->gr_gid);
 }
 
 absl::Status CheckSocketPath(const std::string& path) {
@@ -68,6 +85,12 @@ absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_
   app.set_config("--config", "", "Read flags from a TOML or INI file (keys are flag names)");
   app.add_option("--socket", config.socket_path, "Client unix socket")->capture_default_str();
   app.add_option("--listen", config.listen, "Also serve on TCP HOST:PORT (admin)");
+  app.add_option("--socket-group", config.socket_group,
+                 "Group given read/write on the client sockets (mode 0660; default: the "
+                 "daemon's group)");
+  app.add_option("--metrics-listen", config.metrics_listen,
+                 "Serve /metrics (Prometheus), /healthz and /readyz over HTTP on HOST:PORT "
+                 "(off by default; port 0 picks a free one)");
   app.add_option("--dram-capacity", dram,
                  "DRAM tier size, e.g. 512MiB, 4GiB (default: 1/4 of RAM, at most 4 GiB)");
   app.add_option("--log-level", config.log_level, "trace, debug, info, warn, error, off")
@@ -156,6 +179,14 @@ absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_
   if (auto s = CheckSocketPath(config.socket_path); !s.ok()) return s;
   if (!config.listen.empty()) {
     if (auto s = CheckListen(config.listen); !s.ok()) return s;
+  }
+  if (!config.metrics_listen.empty()) {
+    if (auto s = CheckListen(config.metrics_listen, "--metrics-listen"); !s.ok()) return s;
+  }
+  if (!config.socket_group.empty()) {
+    auto gid = ResolveSocketGroup(config.socket_group);
+    if (!gid.ok()) return gid.status();
+    config.socket_gid = *gid;
   }
   if (!hbm_capacity.empty()) {
     auto size = ParseSize(hbm_capacity, "--hbm-capacity");

@@ -38,6 +38,10 @@ struct DaemonConfig {
   std::string ucx_tls;  // "" = UCX's default (or $UCX_TLS)
   std::string ucx_net_devices = "lo";
   std::string ucx_protocol = "auto";  // auto, get, am
+  // Operations (issue 8): the HTTP metrics endpoint, off unless given; the group of the sockets.
+  std::string metrics_listen;  // HOST:PORT for /metrics, /healthz, /readyz; port 0 picks one
+  std::string socket_group;    // group given rw on the client sockets (mode 0660); "" = ours
+  int64_t socket_gid = -1;     // socket_group resolved; -1 when not given
 };
 
 // Default DRAM capacity: a quarter of physical memory, at most 4 GiB, at least 64 MiB.

@@ -1,10 +1,14 @@
 // kvtierd: the KV-cache tiering daemon of one node.
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <optional>
@@ -20,6 +24,8 @@
 #include "server/cluster/static_peers.h"
 #include "server/daemon/config.h"
 #include "server/dram/arena.h"
+#include "server/metrics/kvtier_metrics.h"
+#include "server/metrics/metrics_server.h"
 #include "server/nvme/nvme_store.h"
 #include "server/service/arena_fd_server.h"
 #include "server/service/kvtier_service.h"
@@ -35,6 +41,36 @@ int Fail(const absl::Status& status) {
   std::fprintf(stderr, "kvtierd: %s\n", std::string(status.message()).c_str());
   return 1;
 }
+
+// --- operations (issue 8): socket permissions -------------------------------------------------
+// The client sockets are created owner-only (umask 0177 around their bind), then given to
+// --socket-group, if any, and opened to the group (0660): never reachable by others, not even
+// for a moment.
+class ScopedUmask {
+ public:
+  explicit ScopedUmask(mode_t mask) : old_(umask(mask)) {}
+  ~ScopedUmask() { umask(old_); }
+  ScopedUmask(const ScopedUmask&) = delete;
+  ScopedUmask& operator=(const ScopedUmask&) = delete;
+
+ private:
+  mode_t old_;
+};
+
+absl::Status OpenSocketToGroup(const std::string& path, int64_t gid) {
+  if (gid >= 0 && chown(path.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(gid)) != 0) {
+    return absl::PermissionDeniedError(
+        absl::StrFormat("--socket-group: cannot give %s to group %d: %s (the daemon's user must "
+                        "be a member of the group)",
+                        path, gid, std::strerror(errno)));
+  }
+  if (chmod(path.c_str(), 0660) != 0) {
+    return absl::PermissionDeniedError(
+        absl::StrFormat("--socket: cannot chmod 0660 %s: %s", path, std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+// --- end operations ---------------------------------------------------------------------------
 
 int Run(int argc, char** argv) {
   bool exit_now = false;
@@ -135,8 +171,13 @@ int Run(int argc, char** argv) {
 
   const std::string socket = std::filesystem::absolute(config.socket_path).string();
   const std::string fd_socket = socket + ".arena";
-  auto fd_server = ArenaFdServer::Start(fd_socket, (*arena)->fd(), (*arena)->generation());
+  absl::StatusOr<std::unique_ptr<ArenaFdServer>> fd_server;
+  {
+    ScopedUmask owner_only(0177);
+    fd_server = ArenaFdServer::Start(fd_socket, (*arena)->fd(), (*arena)->generation());
+  }
   if (!fd_server.ok()) return Fail(fd_server.status());
+  if (auto s = OpenSocketToGroup(fd_socket, config.socket_gid); !s.ok()) return Fail(s);
 
   ServiceInfo info;
   info.node_id = config.node_id;
@@ -191,6 +232,41 @@ int Run(int argc, char** argv) {
     return false;
   });
 
+  // --- operations (issue 8): /metrics, /healthz, /readyz --------------------------------------
+  // Started before the gRPC server, so probes see "not ready" rather than nothing; stopped
+  // before anything it reads goes (it is declared after all of it).
+  std::atomic<bool> serving{false}, stopping{false};
+  std::unique_ptr<MetricsServer> metrics;
+  if (!config.metrics_listen.empty()) {
+    MetricsServer::Handlers handlers;
+    handlers.metrics = [&] {
+      MetricsSources sources;
+      sources.node_id = config.node_id;
+      sources.version = KVTIER_VERSION;
+      sources.uptime_seconds = static_cast<double>(store.NowMs() - info.started_ms) / 1000.0;
+      sources.store = store.Stats();
+      sources.extra_tiers = info.extra_tiers;
+      if (cluster) sources.cluster = cluster->View();
+      sources.request_durations = {{"lookup", service.lookup_latency().Snapshot()},
+                                   {"acquire", service.acquire_latency().Snapshot()}};
+      return RenderKvtierMetrics(sources);
+    };
+    handlers.ready = [&]() -> absl::Status {
+      if (stopping.load()) return absl::UnavailableError("stopping");
+      if (!serving.load()) return absl::UnavailableError("the gRPC server is not serving yet");
+      if (cluster && cluster->roster_version() == 0) {
+        return absl::UnavailableError(
+            config.etcd.empty() ? "no cluster roster yet"
+                                : "no cluster roster yet (waiting for etcd " + config.etcd + ")");
+      }
+      return absl::OkStatus();
+    };
+    auto started = MetricsServer::Start(config.metrics_listen, std::move(handlers));
+    if (!started.ok()) return Fail(started.status());
+    metrics = std::move(*started);
+  }
+  // --- end operations ---------------------------------------------------------------------------
+
   unlink(socket.c_str());  // a stale socket file from a killed daemon
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + socket, grpc::InsecureServerCredentials());
@@ -200,12 +276,17 @@ int Run(int argc, char** argv) {
   }
   builder.RegisterService(&service);
   if (peer_service) builder.RegisterService(peer_service.get());
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  std::unique_ptr<grpc::Server> server;
+  {
+    ScopedUmask owner_only(0177);
+    server = builder.BuildAndStart();
+  }
   if (!server || (!config.listen.empty() && tcp_port == 0)) {
     return Fail(absl::FailedPreconditionError(
         absl::StrFormat("cannot serve on unix:%s%s (in use, or no permission?)", socket,
                         config.listen.empty() ? "" : " and " + config.listen)));
   }
+  if (auto s = OpenSocketToGroup(socket, config.socket_gid); !s.ok()) return Fail(s);
   if (static_roster) {
     if (auto s = cluster->SetRoster(*static_roster); !s.ok()) return Fail(s);
   } else if (cluster) {
@@ -227,6 +308,7 @@ int Run(int argc, char** argv) {
     if (!started.ok()) return Fail(started.status());
     membership = std::move(*started);
   }
+  serving.store(true);
   spdlog::info("tiers: {}", nvme ? "DRAM, NVMe" : "DRAM only");
   // The real port, when --listen asked for port 0.
   const std::string listening =
@@ -240,20 +322,27 @@ int Run(int argc, char** argv) {
       !cluster        ? ""
       : static_roster ? absl::StrFormat(" cluster=static:%d", static_roster->members.size())
                       : absl::StrFormat(" cluster=etcd:%s", config.etcd);
-  std::printf("kvtierd ready: node=%s socket=%s dram=%s%s%s%s pid=%d\n", config.node_id.c_str(),
+  const std::string metrics_text =
+      metrics ? absl::StrFormat(" metrics=%s:%d",
+                                config.metrics_listen.substr(0, config.metrics_listen.rfind(':')),
+                                metrics->port())
+              : "";
+  std::printf("kvtierd ready: node=%s socket=%s dram=%s%s%s%s%s pid=%d\n", config.node_id.c_str(),
               config.socket_path.c_str(), FormatBytes((*arena)->size()).c_str(), nvme_text.c_str(),
-              listening.c_str(), cluster_text.c_str(), getpid());
+              listening.c_str(), cluster_text.c_str(), metrics_text.c_str(), getpid());
   std::fflush(stdout);
 
   int sig = 0;
   sigwait(&signals, &sig);
   spdlog::info("{} received: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  stopping.store(true);  // /readyz answers 503 from here on
   // In-flight calls get up to a second to finish (ours never block, so they finish at once);
   // then they are cancelled. gRPC 1.51 also waits out the whole grace period while any client
   // keeps an idle connection open, so it is kept short.
   membership.reset();  // leaves the roster at once (revokes its etcd lease)
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   server->Wait();
+  if (metrics) metrics->Stop();
   mover.reset();  // before the store and the device it writes to
   if (cluster) {
     store.SetListener(nullptr);

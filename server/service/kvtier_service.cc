@@ -1,6 +1,9 @@
 #include "server/service/kvtier_service.h"
 
+#include <chrono>
+
 #include "absl/strings/str_format.h"
+#include "absl/time/time.h"
 #include "common/block_key.h"
 #include "server/service/proto_convert.h"
 
@@ -19,6 +22,23 @@ template <typename Body>
 grpc::ServerUnaryReactor* Handle(grpc::CallbackServerContext* ctx, Body&& body) {
   return Done(ctx, body());
 }
+
+// Finishes a call and records its duration since `start` (the handler's entry) in `histogram`.
+// Copyable, so the asynchronous paths (cluster lookups, NVMe reads) carry it to their end.
+class TimedFinish {
+ public:
+  TimedFinish(grpc::ServerUnaryReactor* reactor, LatencyHistogram* histogram)
+      : reactor_(reactor), histogram_(histogram), start_(std::chrono::steady_clock::now()) {}
+  void operator()(const grpc::Status& status) const {
+    histogram_->Observe(absl::FromChrono(std::chrono::steady_clock::now() - start_));
+    reactor_->Finish(status);
+  }
+
+ private:
+  grpc::ServerUnaryReactor* reactor_;
+  LatencyHistogram* histogram_;
+  std::chrono::steady_clock::time_point start_;
+};
 
 #define KVTIER_ASSIGN_OR_RETURN_STATUS(lhs, expr) \
   auto lhs##_or = (expr);                         \
@@ -71,17 +91,18 @@ grpc::ServerUnaryReactor* KvTierService::LookupPrefix(grpc::CallbackServerContex
                                                       const v1::LookupRequest* req,
                                                       v1::LookupResponse* resp) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  const TimedFinish finish(reactor, &lookup_latency_);
   auto keys = DecodeKeys(req->keys(), "keys");
   absl::StatusOr<LookupAnswer> local =
       keys.ok() ? store_->Lookup(req->namespace_id(), *keys) : keys.status();
   if (!local.ok()) {
-    reactor->Finish(ToGrpc(local.status()));
+    finish(ToGrpc(local.status()));
     return reactor;
   }
-  auto answer = [reactor, resp](LookupAnswer a) {
+  auto answer = [finish, resp](LookupAnswer a) {
     resp->set_prefix_blocks(a.prefix_blocks);
     for (TierId t : a.tiers) resp->add_tiers(ToProto(t));
-    reactor->Finish(grpc::Status::OK);
+    finish(grpc::Status::OK);
   };
   if (cluster_ == nullptr || local->prefix_blocks == keys->size()) {
     answer(std::move(*local));
@@ -132,22 +153,23 @@ grpc::ServerUnaryReactor* KvTierService::Acquire(grpc::CallbackServerContext* ct
                                                  const v1::AcquireRequest* req,
                                                  v1::AcquireResponse* resp) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  const TimedFinish finish(reactor, &acquire_latency_);
   auto keys = DecodeKeys(req->keys(), "keys");
   if (!keys.ok()) {
-    reactor->Finish(ToGrpc(keys.status()));
+    finish(ToGrpc(keys.status()));
     return reactor;
   }
   // Blocks on NVMe are read into DRAM first: the call finishes when they are there.
-  auto acquire = [store = store_, reactor, resp, ns = req->namespace_id(),
+  auto acquire = [store = store_, finish, resp, ns = req->namespace_id(),
                   lease_ms = req->lease_ms()](const std::vector<Key128>& keys) {
-    store->AcquireAsync(ns, keys, lease_ms, [reactor, resp](absl::StatusOr<ReadGrant> grant) {
+    store->AcquireAsync(ns, keys, lease_ms, [finish, resp](absl::StatusOr<ReadGrant> grant) {
       if (grant.ok()) {
         resp->set_lease_id(grant->lease_id);
         resp->mutable_offsets()->Assign(grant->offsets.begin(), grant->offsets.end());
         resp->set_block_bytes(grant->block_bytes);
         resp->set_lease_ms(grant->lease_ms);
       }
-      reactor->Finish(ToGrpc(grant.status()));
+      finish(ToGrpc(grant.status()));
     });
   };
   absl::StatusOr<LookupAnswer> local =

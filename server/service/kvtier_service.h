@@ -8,6 +8,7 @@
 
 #include "kvtier/v1/kvtier.grpc.pb.h"
 #include "server/cluster/cluster_node.h"
+#include "server/metrics/latency_histogram.h"
 #include "server/service/rate_sampler.h"
 #include "server/store/block_store.h"
 
@@ -41,6 +42,10 @@ class KvTierService final : public v1::KvTier::CallbackService {
     cluster_ = cluster;
     membership_ = std::move(membership);
   }
+
+  // Durations of LookupPrefix and Acquire calls, from the handler's entry to its Finish.
+  const LatencyHistogram& lookup_latency() const { return lookup_latency_; }
+  const LatencyHistogram& acquire_latency() const { return acquire_latency_; }
 
   grpc::ServerUnaryReactor* GetArenaInfo(grpc::CallbackServerContext* ctx,
                                          const v1::ArenaInfoRequest* req,
@@ -83,6 +88,8 @@ class KvTierService final : public v1::KvTier::CallbackService {
   RateSampler* rates_;
   ClusterNode* cluster_ = nullptr;  // null: a single node
   std::function<MembershipStatus()> membership_;
+  LatencyHistogram lookup_latency_;
+  LatencyHistogram acquire_latency_;
 };
 
 }  // namespace kvtier
