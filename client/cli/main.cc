@@ -1,9 +1,12 @@
 // kvtier: the operator's view of the local kvtierd.
 //
-//   kvtier [--socket PATH] [--timeout-ms N] <status|tiers|namespaces|blocks|drop|cluster> [--json]
+//   kvtier [--socket PATH] [--timeout-ms N] <status|tiers|namespaces|blocks|drop|cluster|top>
+//   [--json]
 //
 // Exit status: 0 ok; 1 bad arguments or an error the daemon answered; 2 no daemon reachable
 // (UNAVAILABLE or DEADLINE_EXCEEDED). Errors are one line on stderr: "kvtier: <message>".
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <exception>
 #include <iostream>
@@ -13,6 +16,7 @@
 
 #include "commands.h"
 #include "kvtier/client.h"
+#include "top.h"
 
 namespace {
 
@@ -57,6 +61,15 @@ int Main(int argc, char** argv) {
 
   CLI::App* cluster =
       app.add_subcommand("cluster", "members of the cluster, their state, roster version");
+  CLI::App* top = app.add_subcommand(
+      "top", "live view: tiers, rates, hit ratio, hottest namespaces, peers (Ctrl-C to quit)");
+  kvtier::cli::TopArgs top_args;
+  top->add_option("--interval-ms", top_args.interval_ms, "refresh period")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  top->add_option("--iterations", top_args.iterations,
+                  "frames to print (default: until Ctrl-C on a terminal, one otherwise)")
+      ->check(CLI::NonNegativeNumber);
   CLI::App* drop = app.add_subcommand("drop", "drop blocks of a namespace");
   std::string drop_ns;
   bool drop_all = false;
@@ -70,7 +83,7 @@ int Main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
     constexpr const char* kCommands =
-        "(commands: status, tiers, namespaces, blocks, drop, cluster)";
+        "(commands: status, tiers, namespaces, blocks, drop, cluster, top)";
     if (app.get_subcommands().empty() && !app.remaining().empty()) {
       std::cerr << "kvtier: unknown command '" << app.remaining().front() << "' " << kCommands
                 << '\n';
@@ -118,6 +131,9 @@ int Main(int argc, char** argv) {
     result = kvtier::cli::RunDrop(*client, drop_args, json, std::cout);
   } else if (cluster->parsed()) {
     result = kvtier::cli::RunCluster(*client, json, std::cout);
+  } else if (top->parsed()) {
+    top_args.terminal = isatty(STDOUT_FILENO) == 1;
+    result = kvtier::cli::RunTop(*client, top_args, std::cout);
   }
   if (!result.ok()) return Fail(result);
   std::cout.flush();

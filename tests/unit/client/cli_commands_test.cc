@@ -4,6 +4,7 @@
 #include "commands.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "top.h"
 
 namespace kvtier::cli {
 namespace {
@@ -297,6 +298,45 @@ TEST(ClusterCommand, ErrorsPassThrough) {
   client.fail = Status(Status::Code::kUnavailable, "no daemon");
   std::ostringstream out;
   EXPECT_EQ(RunCluster(client, false, out).code(), Status::Code::kUnavailable);
+}
+
+TEST(TopCommand, PrintsFramesWithTiersNamespacesAndPeers) {
+  CannedClient client;
+  std::ostringstream out;
+  TopArgs args;
+  args.interval_ms = 1;
+  args.iterations = 2;
+  ASSERT_TRUE(RunTop(client, args, out).ok());
+  const std::string text = out.str();
+  size_t frames = 0;
+  for (size_t at = text.find("TIER"); at != std::string::npos; at = text.find("TIER", at + 1)) {
+    ++frames;
+  }
+  EXPECT_EQ(frames, 2u) << text;
+  EXPECT_NE(text.find("---"), std::string::npos) << text;     // frames are separated
+  EXPECT_NE(text.find("llama"), std::string::npos) << text;   // the namespace holding bytes
+  EXPECT_NE(text.find("node-b"), std::string::npos) << text;  // a peer
+  EXPECT_EQ(text.find("\x1b["), std::string::npos);           // no escapes when not a terminal
+}
+
+TEST(TopCommand, RedrawsInPlaceOnATerminal) {
+  CannedClient client;
+  std::ostringstream out;
+  TopArgs args;
+  args.interval_ms = 1;
+  args.iterations = 1;
+  args.terminal = true;
+  ASSERT_TRUE(RunTop(client, args, out).ok());
+  EXPECT_EQ(out.str().rfind("\x1b[H\x1b[2J", 0), 0u);
+}
+
+TEST(TopCommand, ErrorsPassThrough) {
+  CannedClient client;
+  client.fail = Status(Status::Code::kUnavailable, "no daemon");
+  std::ostringstream out;
+  TopArgs args;
+  args.iterations = 1;
+  EXPECT_EQ(RunTop(client, args, out).code(), Status::Code::kUnavailable);
 }
 
 }  // namespace
