@@ -48,6 +48,7 @@ struct ClusterNode::PeerState {
   uint64_t bytes_in ABSL_GUARDED_BY(mu) = 0;
   uint64_t pulls ABSL_GUARDED_BY(mu) = 0;
   std::vector<double> latency_ms ABSL_GUARDED_BY(mu);  // ring of the last kSamples
+  std::atomic<int> pulls_in_flight{0};                 // runs from this holder not finished
   size_t next_sample ABSL_GUARDED_BY(mu) = 0;
   static constexpr size_t kSamples = 256;
 };
@@ -62,6 +63,7 @@ struct ClusterNode::PullRun {
   PinResult pin;
   WriteGrant grant;
   std::function<void()> finished;  // counts the run down in PullMissing
+  bool counted = false;            // in holder->pulls_in_flight
 };
 
 ClusterNode::ClusterNode(ClusterOptions options, BlockStore* store, ArenaPuller* puller,
@@ -510,7 +512,9 @@ void ClusterNode::PullMissing(uint64_t ns, std::vector<Key128> keys, size_t from
       const std::vector<std::string>& l = lists[j];
       if (current.empty() || std::find(l.begin(), l.end(), current) == l.end() ||
           runs.back()->keys.size() >= kMaxRunKeys) {
-        if (current.empty() || std::find(l.begin(), l.end(), current) == l.end()) current = l[0];
+        if (current.empty() || std::find(l.begin(), l.end(), current) == l.end()) {
+          current = ChooseHolder(l);
+        }
         auto run = std::make_shared<PullRun>();
         run->ns = ns;
         const size_t i = from + j;
@@ -531,7 +535,24 @@ void ClusterNode::PullMissing(uint64_t ns, std::vector<Key128> keys, size_t from
   });
 }
 
+// Two random choices among the holders, the one with fewer pulls from here in flight: reads of a
+// popular chain spread over the daemons that have copies instead of all landing on its producer.
+std::string ClusterNode::ChooseHolder(const std::vector<std::string>& holders) {
+  if (holders.size() == 1) return holders[0];
+  uint64_t r;
+  {
+    absl::MutexLock lock(&rng_mu_);
+    r = rng_();
+  }
+  const std::string& a = holders[r % holders.size()];
+  const std::string& b = holders[(r / holders.size()) % holders.size()];
+  std::shared_ptr<PeerState> pa = Peer(a), pb = Peer(b);
+  if (!pa || !pb) return pa ? a : b;
+  return pb->pulls_in_flight.load() < pa->pulls_in_flight.load() ? b : a;
+}
+
 void ClusterNode::FinishRun(const std::shared_ptr<PullRun>& run, absl::Status status) {
+  if (run->holder && run->counted) run->holder->pulls_in_flight.fetch_sub(1);
   if (!status.ok()) {
     remote_pull_failures_.fetch_add(run->keys.size(), std::memory_order_relaxed);
     spdlog::debug("cluster: pull of {} blocks from {} failed: {}", run->keys.size(),
@@ -554,6 +575,10 @@ void ClusterNode::StartRun(std::shared_ptr<PullRun> run) {
   if (!run->holder) {
     FinishRun(run, absl::UnavailableError("holder left the roster"));
     return;
+  }
+  if (!run->counted) {
+    run->counted = true;
+    run->holder->pulls_in_flight.fetch_add(1);
   }
   std::string info;
   {

@@ -20,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -129,6 +130,7 @@ class ClusterNode : public BlockListener {
   // computed taking keys[0] as the chain's start.
   std::vector<Key128> HeadsOf(uint64_t ns, const std::vector<Key128>& keys);
   void RememberHeads(uint64_t ns, const std::vector<Key128>& chain);
+  std::string ChooseHolder(const std::vector<std::string>& holders);
   void StartRun(std::shared_ptr<PullRun> run);
   void PullChunks(const std::shared_ptr<PullRun>& run, const std::string& info, size_t k);
   void VerifyAndCommit(PullRun& run, size_t begin, size_t end);
@@ -183,6 +185,8 @@ class ClusterNode : public BlockListener {
   std::atomic<uint64_t> stale_rejects_{0}, remote_hit_keys_{0}, remote_pulls_{0},
       remote_pull_bytes_{0}, remote_pull_failures_{0};
   std::atomic<int64_t> last_probe_ms_{0};
+  absl::Mutex rng_mu_;  // leaf
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(rng_mu_){std::random_device{}()};
   std::atomic<int64_t> inflight_{0};  // asynchronous calls whose callbacks may still use this
 
   static constexpr int kWorkers = 2;

@@ -273,6 +273,33 @@ TEST_F(ClusterNodeTest, LaterPartOfALookedUpChainIsPulledFromTheRightDirectories
   EXPECT_EQ(b.LocalPrefix(chain), 0u);  // only the part asked for was pulled
 }
 
+TEST_F(ClusterNodeTest, ReadsSpreadOverTheHoldersOfACopy) {
+  Node& a = *nodes_["a"];
+  Node& b = *nodes_["b"];
+  Node& c = *nodes_["c"];
+  const KeyList chain = Chain(200, 50);
+  a.Save(chain, std::nullopt, rng_);
+  FlushAll();
+  c.Pull(chain);  // c now holds a copy as well
+  FlushAll();
+  ASSERT_EQ(c.LocalPrefix(chain), chain.size());
+  ASSERT_EQ(b.PoolLookup(chain).prefix_blocks, chain.size());
+  // b reads the chain piece by piece; each piece may come from a or from c.
+  for (size_t i = 0; i < chain.size(); i += 10) {
+    b.Pull(KeyList(chain.begin() + i, chain.begin() + i + 10));
+  }
+  ASSERT_EQ(b.LocalPrefix(chain), chain.size());
+  uint64_t from_a = 0, from_c = 0;
+  for (const MemberView& m : b.cluster->View().members) {
+    if (m.member.id == "a") from_a = m.pulls;
+    if (m.member.id == "c") from_c = m.pulls;
+  }
+  EXPECT_EQ(from_a + from_c, chain.size());
+  // 20 pieces, each from a or c at random: both serve some (all from one: 2 in a million).
+  EXPECT_GT(from_a, 0u);
+  EXPECT_GT(from_c, 0u);
+}
+
 TEST_F(ClusterNodeTest, LookupStopsAtTheFirstBlockNobodyHolds) {
   Node& a = *nodes_["a"];
   Node& c = *nodes_["c"];
