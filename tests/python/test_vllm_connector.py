@@ -305,6 +305,44 @@ def test_engine_block_hashes_are_the_keys(daemon):
     assert e.run(prompt, block_hashes=old)[0] == 3 * BS
 
 
+def test_long_loads_run_in_the_background_and_finish_through_get_finished(daemon):
+    import time
+
+    e = Engine(daemon.socket, async_load_min_blocks=4)
+    prompt = tokens(11, 6 * BS + 1)
+    e.run(prompt)  # a miss: saved, nothing to load (and nothing asked in the background)
+    w = e.workers[0]
+
+    req = Request("req-async", prompt)
+    ext, is_async = e.sched.get_num_new_matched_tokens(req, 0)
+    assert (ext, is_async) == (6 * BS, True)  # 6 blocks >= 4: worth a background load
+    block_ids = e.alloc(7)
+    e.sched.update_state_after_alloc(req, Blocks(block_ids), ext)
+    # vLLM keeps the request waiting: it is not scheduled this step, only its load is.
+    meta = pickle.loads(pickle.dumps(e.sched.build_connector_meta(
+        SchedulerOutput([], CachedRequestData(), {}))))
+    assert [l.async_load for l in meta.loads] == [True]
+    w.conn.bind_connector_metadata(meta)
+    w.conn.start_load_kv(SimpleNamespace(attn_metadata=None))
+    w.conn.wait_for_save()
+    w.conn.clear_connector_metadata()
+    deadline = time.monotonic() + 10
+    finished = None
+    while time.monotonic() < deadline:
+        _, finished = w.conn.get_finished(set())
+        if finished:
+            break
+        time.sleep(0.01)
+    assert finished == {"req-async"}
+    assert w.conn.get_finished(set()) == (None, None)  # reported once
+    assert w.conn.get_block_ids_with_load_errors() == set()
+    w.check_prefix(prompt, block_ids, 6 * BS)
+    assert w.conn.stats["loaded_blocks"] == 6
+    # Below the threshold, loads stay in the forward pass.
+    assert e.sched.get_num_new_matched_tokens(Request("short", prompt[: 3 * BS + 1]), 0) == (
+        3 * BS, False)
+
+
 def test_metadata_and_interface():
     meta = vc.KvtierConnectorMetadata()
     assert pickle.loads(pickle.dumps(meta)) == meta

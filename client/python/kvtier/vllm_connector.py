@@ -15,8 +15,10 @@ How it works:
   (from vLLM's block hashes when the request has them, else kvtier's PrefixHasher over the token
   ids). ``get_num_new_matched_tokens`` looks the keys up in every TP rank's namespace and counts
   the prefix present in all of them, so ranks never disagree on a hit; it never offers the last
-  prompt token (vLLM must compute at least one). Loads are synchronous (done before the forward
-  pass, per layer): the bool it returns is always False.
+  prompt token (vLLM must compute at least one). A load of at least ``async_load_min_blocks``
+  blocks (default 256) is asked for in the background (the bool it returns is True): vLLM keeps
+  the request waiting while the worker loads it on its own thread and reports it through
+  ``get_finished``. Shorter loads run in the forward pass, layer by layer.
 - Worker side: ``register_kv_caches`` describes the paged KV tensors to kvtier's GpuKv (device
   pointers of torch tensors, or host arrays); ``start_load_kv`` starts one load per request and
   ``wait_for_layer_load`` waits per layer; ``wait_for_save`` saves the prompt blocks computed this
@@ -29,15 +31,18 @@ How it works:
 ``kv_connector_extra_config`` keys (all optional): ``socket`` (kvtierd socket; default
 $KVTIER_SOCKET, then ./var/kvtier.sock), ``backend`` ("auto", "cpu", "cuda"), ``layout``
 ("flash", "flashinfer", "mla"), ``keys`` ("engine": vLLM's block hashes when present, the
-default; "tokens": kvtier's PrefixHasher), ``model`` (namespace model id), ``tp_rank``.
+default; "tokens": kvtier's PrefixHasher), ``model`` (namespace model id), ``tp_rank``,
+``async_load_min_blocks`` (0: never load in the background).
 vLLM's block hashes match across processes only with a fixed PYTHONHASHSEED (or a cbor hash).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import enum
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -177,6 +182,7 @@ class BlockTransfer:
     block_ids: list[int]
     keys: list[list[bytes]]
     parents: list[Optional[bytes]]
+    async_load: bool = False  # loaded in the background, reported by get_finished
 
 
 @dataclass
@@ -194,6 +200,7 @@ class _RequestState:
     hit_blocks: int = 0  # prompt blocks present in kvtier when last looked up
     block_ids: list[int] = field(default_factory=list)
     saved_blocks: int = 0  # prompt blocks kvtier has or that were planned for saving
+    async_load: bool = False  # the last lookup asked vLLM to wait for a background load
 
 
 def _first_group(block_ids: Any) -> list[int]:
@@ -232,6 +239,10 @@ class KvtierConnector(_ConnectorBase):
         # One namespace and hasher per TP rank: the scheduler looks up every rank's shard.
         self._namespaces = [self._spec.register(self._client, r) for r in range(self._spec.tp_size)]
         self._hashers = [kvtier.PrefixHasher(ns) for ns in self._namespaces]
+        # Loads of at least this many blocks run in the background (vLLM keeps the request
+        # waiting and schedules others meanwhile); shorter ones run inside the forward pass,
+        # layer by layer. 0: never in the background.
+        self._async_min_blocks = int(self._extra.get("async_load_min_blocks", 256))
         if self._role_name == "SCHEDULER":
             self._requests: dict[str, _RequestState] = {}
             self._pending_loads: list[BlockTransfer] = []
@@ -244,6 +255,10 @@ class KvtierConnector(_ConnectorBase):
             self._stream_fn = lambda: 0
             self._loads: list[tuple[BlockTransfer, Optional[kvtier.KvTransfer]]] = []
             self._load_errors: set[int] = set()
+            # Background loads: one thread; what finished waits for get_finished.
+            self._async_lock = threading.Lock()
+            self._async_pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
+            self._finished_loads: set[str] = set()
             self.stats = {"loaded_blocks": 0, "saved_blocks": 0, "failed_load_blocks": 0,
                           "failed_save_blocks": 0}
 
@@ -305,8 +320,11 @@ class KvtierConnector(_ConnectorBase):
             logger.warning("kvtier lookup failed, treating as a miss: %s", e)
             hits = 0
         state.hit_blocks = hits
-        external = hits * self._block_size - num_computed_tokens
-        return (external if external > 0 else 0), False
+        external = max(0, hits * self._block_size - num_computed_tokens)
+        # Worthwhile in the background: a long load, which would otherwise hold up the batch.
+        state.async_load = (self._async_min_blocks > 0
+                            and external // self._block_size >= self._async_min_blocks)
+        return external, state.async_load
 
     def update_state_after_alloc(self, request: Any, blocks: Any, num_external_tokens: int):
         state = self._state(request)
@@ -328,6 +346,7 @@ class KvtierConnector(_ConnectorBase):
                 block_ids=block_ids[start:end],
                 keys=[k[start:end] for k in state.keys],
                 parents=[k[start - 1] if start > 0 else None for k in state.keys],
+                async_load=state.async_load,
             ))
         state.saved_blocks = max(state.saved_blocks, end)
 
@@ -476,6 +495,12 @@ class KvtierConnector(_ConnectorBase):
     def start_load_kv(self, forward_context: Any, **kwargs: Any) -> None:
         meta = self._get_connector_metadata()
         for load in meta.loads:
+            if load.async_load:
+                if self._async_pool is None:
+                    self._async_pool = concurrent.futures.ThreadPoolExecutor(
+                        max_workers=1, thread_name_prefix="kvtier-load")
+                self._async_pool.submit(self._load_in_background, load)
+                continue
             try:
                 t = self._gpu_kv.load_kv(self._ns, load.keys[self._tp_rank],
                                          self._paged(load.block_ids), self._stream_fn())
@@ -495,22 +520,38 @@ class KvtierConnector(_ConnectorBase):
                 except kvtier.Error:
                     pass  # reported per block by _finish_loads
 
-    def _finish_loads(self) -> None:
-        for load, t in self._loads:
-            results = ["failed"] * len(load.block_ids)
-            if t is not None:
-                try:
-                    t.wait()
-                except kvtier.Error as e:
-                    logger.warning("kvtier load of request %s failed: %s", load.req_id, e)
-                results = t.results()
+    def _account(self, load: BlockTransfer, t: Optional[kvtier.KvTransfer]) -> None:
+        """Waits for a load and books its blocks: loaded, or errors vLLM recomputes."""
+        results = ["failed"] * len(load.block_ids)
+        if t is not None:
+            try:
+                t.wait()
+            except kvtier.Error as e:
+                logger.warning("kvtier load of request %s failed: %s", load.req_id, e)
+            results = t.results()
+        with self._async_lock:
             for block_id, result in zip(load.block_ids, results):
                 if result == "done":
                     self.stats["loaded_blocks"] += 1
                 else:  # a miss (evicted since the lookup) or a failed copy: vLLM recomputes
                     self._load_errors.add(block_id)
                     self.stats["failed_load_blocks"] += 1
+
+    def _finish_loads(self) -> None:
+        for load, t in self._loads:
+            self._account(load, t)
         self._loads = []
+
+    def _load_in_background(self, load: BlockTransfer) -> None:
+        try:
+            t = self._gpu_kv.load_kv(self._ns, load.keys[self._tp_rank],
+                                     self._paged(load.block_ids), self._stream_fn())
+        except kvtier.Error as e:
+            logger.warning("kvtier background load of request %s failed: %s", load.req_id, e)
+            t = None
+        self._account(load, t)
+        with self._async_lock:
+            self._finished_loads.add(load.req_id)
 
     def save_kv_layer(self, layer_name: str, kv_layer: Any, attn_metadata: Any,
                       **kwargs: Any) -> None:
@@ -536,11 +577,17 @@ class KvtierConnector(_ConnectorBase):
             self.stats["failed_save_blocks"] += sum(r == "failed" for r in results)
 
     def get_finished(self, finished_req_ids: set[str]) -> tuple[Optional[set], Optional[set]]:
-        return None, None  # loads and saves complete within the step
+        # Saves complete within the step; background loads report here once done.
+        if self._role_name == "SCHEDULER":
+            return None, None
+        with self._async_lock:
+            done, self._finished_loads = self._finished_loads, set()
+        return None, (done or None)
 
     def get_block_ids_with_load_errors(self) -> set[int]:
         self._finish_loads()
-        errors, self._load_errors = self._load_errors, set()
+        with self._async_lock:
+            errors, self._load_errors = self._load_errors, set()
         return errors
 
     def handle_preemptions(self, *args: Any, **kwargs: Any) -> None:
@@ -549,6 +596,8 @@ class KvtierConnector(_ConnectorBase):
     def shutdown(self) -> None:
         if self._role_name != "SCHEDULER":
             self._finish_loads()
+            if self._async_pool is not None:
+                self._async_pool.shutdown(wait=True)
 
 
 def _describe(tensor: Any) -> tuple[tuple, tuple, int, bool]:
