@@ -2,9 +2,7 @@
 // saved through one and loaded through the other shows in the second's remote and peer series.
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <random>
-#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "common/free_port.h"
@@ -13,6 +11,7 @@
 #include "tests/support/bin_path.h"
 #include "tests/support/http_get.h"
 #include "tests/support/random_bytes.h"
+#include "tests/support/wait.h"
 
 namespace kvtier::testing {
 namespace {
@@ -96,11 +95,9 @@ TEST(ClusterMetricsTest, PullsShowInRemoteAndPeerSeries) {
   std::vector<void*> dst;
   for (size_t i = 0; i < kBlocks; ++i) dst.push_back(sink.data() + i * kBlock);
   size_t loaded = 0;
-  for (int attempt = 0; attempt < 100 && loaded < kBlocks; ++attempt) {
-    ASSERT_TRUE(nodes[1].client->Load(ns_b, keys, dst, &loaded).ok());
-    if (loaded < kBlocks) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ASSERT_EQ(loaded, kBlocks);
+  ASSERT_TRUE(WaitUntil(
+      [&] { return nodes[1].client->Load(ns_b, keys, dst, &loaded).ok() && loaded == kBlocks; },
+      absl::Seconds(5)));
 
   const Node& b = nodes[1];
   EXPECT_GE(Scrape(b, "kvtier_remote_pulls_total"), kBlocks);
