@@ -24,8 +24,9 @@ int64_t NowUs() {
 // Keys per Pin and per directory batch: well inside gRPC's 4 MiB message limit.
 constexpr size_t kMaxRunKeys = 1024;
 constexpr size_t kMaxUpdateKeys = 65536;
-// Attempts for a directory update refused because the owner's roster differs (every
-// announce period): about two seconds for views to converge.
+// Attempts for a directory update refused because the owner's roster differs or the owner is not
+// reachable yet (every announce period): about two seconds for views to converge and peers to
+// come up.
 constexpr int kMaxUpdateAttempts = 200;
 
 double Percentile(std::vector<double> v, double q) {
@@ -41,6 +42,7 @@ struct ClusterNode::PeerState {
   std::unique_ptr<PeerChannel> channel;
   absl::Mutex mu;
   std::string transport_info ABSL_GUARDED_BY(mu);
+  uint64_t incarnation ABSL_GUARDED_BY(mu) = 0;  // as its last Hello said
   std::string state ABSL_GUARDED_BY(mu) = "unknown";
   std::string last_error ABSL_GUARDED_BY(mu);
   uint64_t calls ABSL_GUARDED_BY(mu) = 0;
@@ -69,6 +71,8 @@ struct ClusterNode::PullRun {
 ClusterNode::ClusterNode(ClusterOptions options, BlockStore* store, ArenaPuller* puller,
                          const std::byte* arena, uint64_t arena_bytes, PeerConnector connect)
     : options_(std::move(options)),
+      incarnation_((std::random_device{}() * 0x9E3779B97F4A7C15ULL) ^
+                   static_cast<uint64_t>(NowUs()) ^ 1),
       store_(store),
       puller_(puller),
       arena_(arena),
@@ -106,6 +110,7 @@ absl::Status ClusterNode::SetRoster(Roster roster) {
   absl::flat_hash_set<std::string> alive;
   for (const Member& m : roster.members) alive.insert(m.id);
   std::vector<BlockId> moved;
+  std::vector<std::string> readdressed;
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [id, head] : heads_) {
@@ -123,6 +128,8 @@ absl::Status ClusterNode::SetRoster(Roster roster) {
         peers.emplace(m.id, it->second);
         continue;
       }
+      // A member back at a new address (or slot) was restarted: it lost its directory.
+      if (it != peers_.end()) readdressed.push_back(m.id);
       auto peer = std::make_shared<PeerState>();
       peer->member = m;
       peer->channel = connect_(m);
@@ -130,9 +137,11 @@ absl::Status ClusterNode::SetRoster(Roster roster) {
     }
     peers_ = std::move(peers);
     roster_ = std::move(roster);
+    if (!placement_) last_probe_ms_.store(0);  // first roster: say Hello to everyone at once
     placement_ = std::move(placement);
   }
   directory_.RetainHolders(alive);
+  for (const std::string& id : readdressed) ReannounceOwnedBy(id);
   if (!moved.empty()) {
     absl::MutexLock lock(&queue_mu_);
     for (const BlockId& id : moved) queue_.push_back(Event{id, Key128{}, true});
@@ -298,8 +307,12 @@ bool ClusterNode::AnnounceStep() {
         version, pending->gained, pending->lost,
         [this, peer, pending, started](absl::StatusOr<uint32_t> applied) {
           Record(*peer, applied.status(), started);
-          if (absl::IsFailedPrecondition(applied.status()) &&
-              ++pending->attempts < kMaxUpdateAttempts) {
+          // Refused for a lagging roster, or the peer not reachable yet (starting, restarting):
+          // try again for a while; a peer gone for good drops out of the roster meanwhile.
+          const absl::Status& st = applied.status();
+          const bool transient = absl::IsFailedPrecondition(st) || absl::IsUnavailable(st) ||
+                                 absl::IsDeadlineExceeded(st);
+          if (transient && ++pending->attempts < kMaxUpdateAttempts) {
             absl::MutexLock lock(&queue_mu_);
             retry_.push_back(std::move(*pending));
           } else if (!applied.ok()) {
@@ -338,7 +351,53 @@ std::vector<std::vector<std::string>> ClusterNode::LookupDirectory(
 void ClusterNode::ProbeMembers() {
   const int64_t now_ms = NowUs() / 1000;
   if (now_ms - last_probe_ms_.load() < options_.hello_period_ms) return;
-  last_probe_ms_.store(now_ms);
+  ProbeMembersNow();
+}
+
+bool ClusterNode::UpdateIncarnation(PeerState& peer, uint64_t incarnation, bool first_counts) {
+  if (incarnation == 0) return false;
+  absl::MutexLock lock(&peer.mu);
+  const bool changed = peer.incarnation == 0 ? first_counts : incarnation != peer.incarnation;
+  peer.incarnation = incarnation;
+  return changed;
+}
+
+void ClusterNode::TakeHello(PeerState& peer, const PeerHello& hello) {
+  {
+    absl::MutexLock lock(&peer.mu);
+    peer.transport_info = hello.transport_info;
+  }
+  if (UpdateIncarnation(peer, hello.incarnation, /*first_counts=*/false)) {
+    spdlog::info("cluster: {} restarted; re-announcing the blocks it is the directory of",
+                 peer.member.id);
+    ReannounceOwnedBy(peer.member.id);
+  }
+}
+
+void ClusterNode::NoteIncarnation(const std::string& member, uint64_t incarnation) {
+  std::shared_ptr<PeerState> peer = Peer(member);
+  // A daemon's first Hellos go out right after it starts: its directory is empty, so whatever
+  // it is the directory of is announced to it (nothing, in a cluster that starts together).
+  if (peer && UpdateIncarnation(*peer, incarnation, /*first_counts=*/true)) {
+    ReannounceOwnedBy(member);
+  }
+}
+
+void ClusterNode::ReannounceOwnedBy(const std::string& owner) {
+  std::vector<BlockId> ids;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!placement_) return;
+    for (const auto& [id, head] : heads_) {
+      if (placement_->Owner(SegmentHash(id.ns, head)).id == owner) ids.push_back(id);
+    }
+  }
+  absl::MutexLock lock(&queue_mu_);
+  for (const BlockId& id : ids) queue_.push_back(Event{id, Key128{}, true});
+}
+
+void ClusterNode::ProbeMembersNow() {
+  last_probe_ms_.store(NowUs() / 1000);
   std::vector<std::shared_ptr<PeerState>> peers;
   uint64_t version = 0;
   {
@@ -350,14 +409,12 @@ void ClusterNode::ProbeMembers() {
   for (auto& peer : peers) {
     const int64_t started = NowUs();
     inflight_.fetch_add(1);
-    peer->channel->Hello(version, [this, peer, started](absl::StatusOr<PeerHello> hello) {
-      Record(*peer, hello.status(), started);
-      if (hello.ok()) {
-        absl::MutexLock lock(&peer->mu);
-        peer->transport_info = hello->transport_info;
-      }
-      inflight_.fetch_sub(1);
-    });
+    peer->channel->Hello(version, incarnation_,
+                         [this, peer, started](absl::StatusOr<PeerHello> hello) {
+                           Record(*peer, hello.status(), started);
+                           if (hello.ok()) TakeHello(*peer, *hello);
+                           inflight_.fetch_sub(1);
+                         });
   }
 }
 
@@ -590,16 +647,13 @@ void ClusterNode::StartRun(std::shared_ptr<PullRun> run) {
     const int64_t started = NowUs();
     inflight_.fetch_add(1);
     run->holder->channel->Hello(
-        run->roster_version, [this, run, started](absl::StatusOr<PeerHello> hello) {
+        run->roster_version, incarnation_, [this, run, started](absl::StatusOr<PeerHello> hello) {
           Record(*run->holder, hello.status(), started);
           if (!hello.ok() || hello->transport_info.empty()) {
             FinishRun(
                 run, hello.ok() ? absl::UnavailableError("peer has no transport") : hello.status());
           } else {
-            {
-              absl::MutexLock lock(&run->holder->mu);
-              run->holder->transport_info = hello->transport_info;
-            }
+            TakeHello(*run->holder, *hello);
             StartRun(run);
           }
           inflight_.fetch_sub(1);

@@ -106,6 +106,10 @@ class ClusterNode : public BlockListener {
   const std::string& transport_info() const { return puller_->LocalInfo(); }
   std::string transport_mode() const { return puller_->Mode(); }
   const std::string& self_id() const { return options_.self_id; }
+  uint64_t incarnation() const { return incarnation_; }
+  // A member said Hello with this incarnation: a new one means it restarted, so the blocks it is
+  // the directory of are announced to it again. Unknown members are ignored.
+  void NoteIncarnation(const std::string& member, uint64_t incarnation);
 
   ClusterView View();
 
@@ -116,6 +120,8 @@ class ClusterNode : public BlockListener {
   // Sends queued directory updates now (the announcer does it every announce_period_ms);
   // returns how many were sent or applied. For tests.
   size_t FlushAnnouncements();
+  // Says Hello to every peer now (the announcer does it every hello_period_ms). For tests.
+  void ProbeMembersNow();
 
  private:
   struct PeerState;
@@ -142,9 +148,18 @@ class ClusterNode : public BlockListener {
   std::shared_ptr<PeerState> Peer(const std::string& id);
   void Record(PeerState& peer, const absl::Status& status, int64_t started_us);
   void ProbeMembers();
+  // A Hello answer: remembers how to reach the peer and notices a restart (new incarnation).
+  void TakeHello(PeerState& peer, const PeerHello& hello);
+  // Records `incarnation` for `peer`; true when it differs from a known earlier one, or when the
+  // peer was never heard from and `first_counts` (a caller's Hello: it just started).
+  bool UpdateIncarnation(PeerState& peer, uint64_t incarnation, bool first_counts);
+  // Queues re-announcements of the local blocks whose directory is `owner` (it restarted and
+  // lost what it knew).
+  void ReannounceOwnedBy(const std::string& owner);
   bool AnnounceStep();
 
   const ClusterOptions options_;
+  const uint64_t incarnation_;
   BlockStore* const store_;
   ArenaPuller* const puller_;
   const std::byte* const arena_;

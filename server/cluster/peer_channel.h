@@ -24,6 +24,7 @@ struct PeerHello {
   std::string node_id;
   uint64_t roster_version = 0;
   std::string transport_info;
+  uint64_t incarnation = 0;  // new at every start of the daemon
 };
 
 struct PinResult {
@@ -40,7 +41,8 @@ class PeerChannel {
   virtual ~PeerChannel() = default;
 
   // Every call carries the caller's roster version; `done` runs exactly once, on another thread.
-  virtual void Hello(uint64_t roster_version, Done<PeerHello> done) = 0;
+  // `incarnation`: the caller's (see HelloRequest).
+  virtual void Hello(uint64_t roster_version, uint64_t incarnation, Done<PeerHello> done) = 0;
   virtual void UpdateDirectory(uint64_t roster_version, std::vector<KeyBatch> gained,
                                std::vector<KeyBatch> lost, Done<uint32_t> done) = 0;
   // One holder list per key.

@@ -48,11 +48,15 @@ absl::Status PeerService::CheckHeader(const v1::PeerHeader& header, bool has_hea
 }
 
 grpc::ServerUnaryReactor* PeerService::Hello(grpc::CallbackServerContext* ctx,
-                                             const v1::HelloRequest*, v1::HelloResponse* resp) {
+                                             const v1::HelloRequest* req, v1::HelloResponse* resp) {
+  if (req->has_header() && !req->header().from_id().empty()) {
+    cluster_->NoteIncarnation(req->header().from_id(), req->incarnation());
+  }
   // Answered whatever the caller's roster: it is how a peer learns ours.
   resp->set_node_id(cluster_->self_id());
   resp->set_roster_version(cluster_->roster_version());
   resp->set_transport_info(cluster_->transport_info());
+  resp->set_incarnation(cluster_->incarnation());
   return Done(ctx, absl::OkStatus());
 }
 
@@ -150,8 +154,9 @@ class GrpcPeerChannel final : public PeerChannel {
         grpc::CreateCustomChannel(member.address, grpc::InsecureChannelCredentials(), args));
   }
 
-  void Hello(uint64_t roster_version, Done<PeerHello> done) override {
+  void Hello(uint64_t roster_version, uint64_t incarnation, Done<PeerHello> done) override {
     auto call = Start<v1::HelloRequest, v1::HelloResponse>(roster_version);
+    call->req.set_incarnation(incarnation);
     stub_->async()->Hello(&call->ctx, &call->req, &call->resp,
                           [call, done = std::move(done)](grpc::Status s) {
                             if (!s.ok()) return done(FromGrpc(s));
@@ -159,6 +164,7 @@ class GrpcPeerChannel final : public PeerChannel {
                             h.node_id = call->resp.node_id();
                             h.roster_version = call->resp.roster_version();
                             h.transport_info = call->resp.transport_info();
+                            h.incarnation = call->resp.incarnation();
                             done(std::move(h));
                           });
   }

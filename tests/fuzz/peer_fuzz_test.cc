@@ -35,7 +35,7 @@ class NoPuller final : public ArenaPuller {
 // The other members are never called back in this test; any call fails at once.
 class DeadChannel final : public PeerChannel {
  public:
-  void Hello(uint64_t, Done<PeerHello> done) override { done(Down()); }
+  void Hello(uint64_t, uint64_t, Done<PeerHello> done) override { done(Down()); }
   void UpdateDirectory(uint64_t, std::vector<KeyBatch>, std::vector<KeyBatch>,
                        Done<uint32_t> done) override {
     done(Down());

@@ -41,18 +41,22 @@ class ClusterTest : public ::testing::TestWithParam<std::string> {
       peers += (i ? "," : "") + m.id + "@" + m.address;
       members_.push_back(std::move(m));
     }
-    for (Member& m : members_) {
-      std::vector<std::string> args = {"--dram-capacity",   "64MiB", "--node-id", m.id,
-                                       "--peers",           peers,   "--ucx-tls", GetParam(),
-                                       "--peer-timeout-ms", "2000"};
-      args.insert(args.end(), extra.begin(), extra.end());
-      auto d = LocalDaemon::Start(BinPath("kvtierd"), args);
-      ASSERT_TRUE(d.ok()) << d.status();
-      m.daemon = std::move(*d);
-      ClientOptions options;
-      options.socket_path = m.daemon->socket_path();
-      ASSERT_TRUE(Client::Connect(options, &m.client).ok());
-    }
+    peers_ = peers;
+    extra_ = extra;
+    for (Member& m : members_) StartMember(m);
+  }
+
+  void StartMember(Member& m) {
+    std::vector<std::string> args = {"--dram-capacity",   "64MiB", "--node-id", m.id,
+                                     "--peers",           peers_,  "--ucx-tls", GetParam(),
+                                     "--peer-timeout-ms", "2000"};
+    args.insert(args.end(), extra_.begin(), extra_.end());
+    auto d = LocalDaemon::Start(BinPath("kvtierd"), args);
+    ASSERT_TRUE(d.ok()) << d.status();
+    m.daemon = std::move(*d);
+    ClientOptions options;
+    options.socket_path = m.daemon->socket_path();
+    ASSERT_TRUE(Client::Connect(options, &m.client).ok());
   }
 
   Namespace Register(Client& client) {
@@ -111,6 +115,8 @@ class ClusterTest : public ::testing::TestWithParam<std::string> {
   }
 
   std::vector<Member> members_;
+  std::string peers_;
+  std::vector<std::string> extra_;
 };
 
 TEST_P(ClusterTest, ChainSavedOnOneDaemonIsLoadedThroughAnother) {
@@ -198,6 +204,32 @@ TEST_P(ClusterTest, KilledDaemonCostsMissesNeverHangs) {
       },
       absl::Seconds(10)))
       << j.dump();
+}
+
+TEST_P(ClusterTest, RestartedDaemonGetsItsDirectoryEntriesBack) {
+  StartCluster(3);
+  Client& a = *members_[0].client;
+  Client& b = *members_[1].client;
+  const Namespace ns = Register(a);
+  Register(b);
+  // 40 blocks with a segment boundary every 4: 10 segments, whose directories are spread over
+  // a, b and c.
+  std::vector<BlockKey> keys(40);
+  std::mt19937_64 rng(31);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    keys[i] = {rng(), rng()};
+    keys[i].lo = i % 4 == 0 ? keys[i].lo & ~uint64_t{255} : keys[i].lo | 1;
+  }
+  std::vector<std::byte> data = RandomBytes(kBlock, 41);
+  std::vector<const void*> src(keys.size(), data.data());
+  ASSERT_TRUE(a.Save(ns, keys, src).ok());
+  ASSERT_TRUE(WaitUntil([&] { return PoolPrefix(b, ns, keys) == keys.size(); }, absl::Seconds(10)));
+
+  // c dies and comes back on the same address with an empty directory; a notices its new
+  // incarnation on its next probe (every second) and re-announces what c is the directory of.
+  members_[2].daemon->Kill();
+  StartMember(members_[2]);
+  EXPECT_TRUE(WaitUntil([&] { return PoolPrefix(b, ns, keys) == keys.size(); }, absl::Seconds(10)));
 }
 
 TEST_P(ClusterTest, BadPeerRequestsGetCleanErrors) {

@@ -131,10 +131,11 @@ class DirectChannel final : public PeerChannel {
  public:
   DirectChannel(std::string self, std::string target, Registry* nodes)
       : self_(std::move(self)), target_(std::move(target)), nodes_(nodes) {}
-  void Hello(uint64_t, Done<PeerHello> done) override {
+  void Hello(uint64_t, uint64_t incarnation, Done<PeerHello> done) override {
     ClusterNode* t = Target();
     if (!t) return done(absl::UnavailableError("down"));
-    done(PeerHello{t->self_id(), t->roster_version(), t->transport_info()});
+    t->NoteIncarnation(self_, incarnation);
+    done(PeerHello{t->self_id(), t->roster_version(), t->transport_info(), t->incarnation()});
   }
   void UpdateDirectory(uint64_t v, std::vector<KeyBatch> gained, std::vector<KeyBatch> lost,
                        Done<uint32_t> done) override {
@@ -395,6 +396,35 @@ TEST_F(ClusterNodeTest, JoiningMemberTakesOverDirectoriesByReannouncement) {
   EXPECT_GT(nodes_["d"]->cluster->View().directory_entries, 0u);
   Node& d = *nodes_["d"];
   EXPECT_EQ(d.PoolLookup(chain).prefix_blocks, chain.size());
+  EXPECT_EQ(nodes_["b"]->PoolLookup(chain).prefix_blocks, chain.size());
+}
+
+TEST_F(ClusterNodeTest, RestartedDirectoryGetsItsEntriesBackFromTheHolders) {
+  Node& a = *nodes_["a"];
+  const KeyList chain = Chain(300, 10);  // 30 segments: some have c as their directory
+  a.Save(chain, std::nullopt, rng_);
+  FlushAll();
+  for (auto& [id, node] : nodes_) node->cluster->ProbeMembersNow();  // incarnations learned
+  ASSERT_EQ(nodes_["b"]->PoolLookup(chain).prefix_blocks, chain.size());
+  ASSERT_GT(nodes_["c"]->cluster->View().directory_entries, 0u);
+
+  // c restarts (same id, same roster): a new process with an empty directory.
+  owned_.push_back(std::make_unique<Node>("c", &nodes_));
+  nodes_["c"] = owned_.back().get();
+  Roster r;
+  r.version = 7;
+  for (uint32_t i = 0; i < 3; ++i) {
+    r.members.push_back(Member{std::string(1, static_cast<char>('a' + i)),
+                               "127.0.0.1:" + std::to_string(7000 + i), i});
+  }
+  ASSERT_TRUE(nodes_["c"]->cluster->SetRoster(r).ok());
+  EXPECT_EQ(nodes_["c"]->cluster->View().directory_entries, 0u);
+  EXPECT_LT(nodes_["b"]->PoolLookup(chain).prefix_blocks, chain.size());  // c's segments: misses
+
+  // a's next probe sees c's new incarnation and re-announces what c is the directory of.
+  a.cluster->ProbeMembersNow();
+  FlushAll();
+  EXPECT_GT(nodes_["c"]->cluster->View().directory_entries, 0u);
   EXPECT_EQ(nodes_["b"]->PoolLookup(chain).prefix_blocks, chain.size());
 }
 
