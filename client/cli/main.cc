@@ -46,6 +46,16 @@ int Main(int argc, char** argv) {
                  "daemon socket (default: $KVTIER_SOCKET, else ./var/kvtier.sock)");
   app.add_option("--timeout-ms", timeout_ms, "deadline of each call")->check(CLI::PositiveNumber);
   app.add_flag("--json", json, "print JSON instead of tables");
+  // Over TCP (a kvtierd --listen), with mutual TLS when the daemon requires it.
+  kvtier::ClientOptions tcp;
+  app.add_option("--address", tcp.address, "daemon's TCP listener HOST:PORT instead of --socket");
+  app.add_option("--tls-cert", tcp.tls_cert, "PEM client certificate for --address (mutual TLS)");
+  app.add_option("--tls-key", tcp.tls_key, "PEM private key of --tls-cert");
+  app.add_option("--tls-ca", tcp.tls_ca, "PEM CA certificate that signed the daemon's");
+  app.add_option("--tls-server-name", tcp.tls_server_name,
+                 "name expected in the daemon's certificate (default: the host of --address)");
+  app.add_option("--request-id", tcp.request_id,
+                 "sent as x-request-id with every call (the daemon logs it with failed calls)");
 
   CLI::App* status = app.add_subcommand("status", "daemon, tiers, namespaces, leases, hit rate");
   CLI::App* tiers = app.add_subcommand("tiers", "capacity, usage and counters of each tier");
@@ -111,7 +121,7 @@ int Main(int argc, char** argv) {
     }
   }
 
-  kvtier::ClientOptions options;
+  kvtier::ClientOptions options = tcp;
   options.socket_path = socket_path;
   options.timeout_ms = timeout_ms;
   options.map_arena = false;  // control calls only

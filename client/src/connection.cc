@@ -9,6 +9,7 @@
 #include <system_error>
 
 #include "client/src/wire.h"
+#include "common/tls_files.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
@@ -23,8 +24,14 @@ std::string Absolute(const std::string& path) {
   return abs.lexically_normal().string();
 }
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
+std::shared_ptr<grpc::Channel> MakeChannel(
+    const std::string& target, std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr,
+    const std::string& tls_server_name = "") {
   grpc::ChannelArguments args;
+  if (credentials != nullptr && !tls_server_name.empty()) {
+    args.SetSslTargetNameOverride(tls_server_name);
+  }
+  args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
   // ListBlocks may answer up to 100k entries: lift the 4 MiB receive cap.
   args.SetMaxReceiveMessageSize(-1);
   // A local daemon that restarts should be reachable again within a second, not after gRPC's
@@ -34,7 +41,36 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   // Our own channel and connection: leases and the arena check follow this connection's state.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(
+      target, credentials ? credentials : grpc::InsecureChannelCredentials(), args);
+}
+
+// A TCP connection (ClientOptions::address), with mutual TLS when the tls_* files are given.
+Status OpenTcp(const ClientOptions& options, std::shared_ptr<grpc::Channel>* channel) {
+  if (options.map_arena) {
+    return Status(Status::Code::kInvalidArgument,
+                  "address: a TCP connection carries control calls only; set map_arena = false "
+                  "(the arena is shared over the unix socket)");
+  }
+  const TlsFiles files{options.tls_cert, options.tls_key, options.tls_ca};
+  if (files.empty()) {
+    if (!options.tls_server_name.empty()) {
+      return Status(Status::Code::kInvalidArgument,
+                    "--tls-server-name: needs --tls-cert, --tls-key and --tls-ca");
+    }
+    *channel = MakeChannel(options.address);
+    return Status();
+  }
+  absl::StatusOr<TlsPem> pem = LoadTlsFiles(files);
+  if (!pem.ok()) {
+    return Status(Status::Code::kInvalidArgument, std::string(pem.status().message()));
+  }
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = pem->ca;
+  ssl.pem_private_key = pem->key;
+  ssl.pem_cert_chain = pem->cert;
+  *channel = MakeChannel(options.address, grpc::SslCredentials(ssl), options.tls_server_name);
+  return Status();
 }
 
 }  // namespace
@@ -46,6 +82,16 @@ Status Connection::Open(const ClientOptions& options, std::shared_ptr<Connection
   if (options.timeout_ms <= 0) {
     return Status(Status::Code::kInvalidArgument,
                   "timeout_ms must be positive, got " + std::to_string(options.timeout_ms));
+  }
+  if (!options.address.empty()) {
+    std::shared_ptr<Connection> conn(new Connection(options, options.address));
+    conn->target_ = options.address;
+    if (Status s = OpenTcp(options, &conn->channel_); !s.ok()) return s;
+    conn->stub_ = v1::KvTier::NewStub(conn->channel_);
+    v1::ArenaInfoResponse info;
+    if (Status s = conn->FetchArenaInfo(&info); !s.ok()) return s;
+    *out = std::move(conn);
+    return Status();
   }
   std::shared_ptr<Connection> conn(new Connection(options, ResolveSocketPath(options.socket_path)));
   const std::string abs = Absolute(conn->socket_path_);
@@ -80,9 +126,19 @@ void Connection::Prepare(grpc::ClientContext* context) {
   }
   context->set_deadline(std::chrono::system_clock::now() +
                         std::chrono::milliseconds(options_.timeout_ms));
+  if (!options_.request_id.empty()) context->AddMetadata("x-request-id", options_.request_id);
 }
 
-std::string Connection::UnavailableMessage() const {
+std::string Connection::UnavailableMessage(const grpc::Status& status) const {
+  if (!options_.address.empty()) {
+    const bool tls = !options_.tls_ca.empty();
+    return "no kvtierd answering on " + options_.address +
+           (tls ? " over mutual TLS (is it running with --listen and --tls-*? is this client's "
+                  "certificate signed by its --tls-ca, and its certificate by --tls-ca here?)"
+                : " (is it running with --listen? does it require TLS: --tls-cert, --tls-key, "
+                  "--tls-ca?)") +
+           ": " + status.error_message();
+  }
   struct stat st {};
   if (::stat(socket_path_.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) return socket_path_ + " is not a unix socket";
@@ -96,7 +152,7 @@ std::string Connection::UnavailableMessage() const {
 
 Status Connection::CallStatus(const grpc::Status& status) const {
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
-    return Status(Status::Code::kUnavailable, UnavailableMessage());
+    return Status(Status::Code::kUnavailable, UnavailableMessage(status));
   }
   if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
     return Status(Status::Code::kDeadlineExceeded, "kvtierd on " + socket_path_ +

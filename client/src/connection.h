@@ -55,7 +55,7 @@ class Connection {
 
   Status FetchArenaInfo(v1::ArenaInfoResponse* info);
   Status MapArena(const v1::ArenaInfoResponse& info, std::shared_ptr<const ArenaMapping>* out);
-  std::string UnavailableMessage() const;
+  std::string UnavailableMessage(const grpc::Status& status) const;
 
   const ClientOptions options_;
   const std::string socket_path_;  // as resolved (for messages)

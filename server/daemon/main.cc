@@ -13,11 +13,13 @@
 #include <iostream>
 #include <optional>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "common/background_loop.h"
 #include "common/log.h"
 #include "common/size.h"
+#include "common/tls_files.h"
 #include "cuda/gather_scatter.h"
 #include "server/cluster/cluster_node.h"
 #include "server/cluster/etcd_membership.h"
@@ -27,6 +29,10 @@
 #include "server/metrics/kvtier_metrics.h"
 #include "server/metrics/metrics_server.h"
 #include "server/nvme/nvme_store.h"
+#include "server/security/access_policy.h"
+#include "server/security/grpc_security.h"
+#include "server/security/request_log.h"
+#include "server/security/unix_peer_listener.h"
 #include "server/service/arena_fd_server.h"
 #include "server/service/kvtier_service.h"
 #include "server/service/peer_service.h"
@@ -84,6 +90,18 @@ int Run(int argc, char** argv) {
   DaemonConfig config = *parsed;
   InitLogging("kvtierd");
   if (auto s = SetLogLevel(config.log_level); !s.ok()) return Fail(s);
+  // --- security (issue 8): log format, TLS files, namespace restrictions; checked before any
+  // memory is reserved ----------------------------------------------------------------------------
+  if (auto s = SetLogFormat(config.log_format); !s.ok()) return Fail(s);
+  std::optional<TlsPem> tls;
+  if (!config.tls_cert.empty() || !config.tls_key.empty() || !config.tls_ca.empty()) {
+    auto pem = LoadTlsFiles({config.tls_cert, config.tls_key, config.tls_ca});
+    if (!pem.ok()) return Fail(pem.status());
+    tls = std::move(*pem);
+  }
+  auto access_policy = AccessPolicy::Create(config.allow_models);
+  if (!access_policy.ok()) return Fail(access_policy.status());
+  // --- end security ---------------------------------------------------------------------------
 
   // Signals are taken by sigwait below; every thread started from here on inherits the mask.
   sigset_t signals;
@@ -144,7 +162,9 @@ int Run(int argc, char** argv) {
     cluster_options.peer_timeout_ms = config.peer_timeout_ms;
     cluster = std::make_unique<ClusterNode>(
         cluster_options, &store, puller.get(), (*arena)->base(), (*arena)->size(),
-        GrpcPeerConnector(config.node_id, config.peer_timeout_ms));
+        GrpcPeerConnector(config.node_id, config.peer_timeout_ms,
+                          tls ? MutualTlsChannelCredentials(*tls) : nullptr,
+                          config.tls_server_name));
     store.SetListener(cluster.get());
   }
 
@@ -269,10 +289,24 @@ int Run(int argc, char** argv) {
 
   unlink(socket.c_str());  // a stale socket file from a killed daemon
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("unix:" + socket, grpc::InsecureServerCredentials());
+  // With namespace restrictions the unix socket is ours (UnixPeerListener, below), so that each
+  // call's uid and groups are known.
+  const bool restricted = access_policy->restricted();
+  if (!restricted) builder.AddListeningPort("unix:" + socket, grpc::InsecureServerCredentials());
   int tcp_port = 0;
   if (!config.listen.empty()) {
-    builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &tcp_port);
+    builder.AddListeningPort(
+        config.listen, tls ? MutualTlsServerCredentials(*tls) : grpc::InsecureServerCredentials(),
+        &tcp_port);
+  }
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(MakeRequestLogFactory({config.slow_request_ms}));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  std::unique_ptr<UnixPeerListener> unix_peers;
+  if (restricted) {
+    service.AttachAccessPolicy(&*access_policy, [&unix_peers](const grpc::ServerContextBase& ctx) {
+      return IdentifyCaller(ctx, unix_peers.get());
+    });
   }
   builder.RegisterService(&service);
   if (peer_service) builder.RegisterService(peer_service.get());
@@ -280,6 +314,11 @@ int Run(int argc, char** argv) {
   {
     ScopedUmask owner_only(0177);
     server = builder.BuildAndStart();
+    if (server && restricted) {
+      auto listening = UnixPeerListener::Start(socket, server.get());
+      if (!listening.ok()) return Fail(listening.status());
+      unix_peers = std::move(*listening);
+    }
   }
   if (!server || (!config.listen.empty() && tcp_port == 0)) {
     return Fail(absl::FailedPreconditionError(
@@ -327,9 +366,12 @@ int Run(int argc, char** argv) {
                                 config.metrics_listen.substr(0, config.metrics_listen.rfind(':')),
                                 metrics->port())
               : "";
-  std::printf("kvtierd ready: node=%s socket=%s dram=%s%s%s%s%s pid=%d\n", config.node_id.c_str(),
+  const std::string security_text =
+      absl::StrCat(tls ? " tls=mutual" : "", restricted ? " namespaces=restricted" : "");
+  std::printf("kvtierd ready: node=%s socket=%s dram=%s%s%s%s%s%s pid=%d\n", config.node_id.c_str(),
               config.socket_path.c_str(), FormatBytes((*arena)->size()).c_str(), nvme_text.c_str(),
-              listening.c_str(), cluster_text.c_str(), metrics_text.c_str(), getpid());
+              listening.c_str(), cluster_text.c_str(), metrics_text.c_str(), security_text.c_str(),
+              getpid());
   std::fflush(stdout);
 
   int sig = 0;
@@ -340,6 +382,7 @@ int Run(int argc, char** argv) {
   // then they are cancelled. gRPC 1.51 also waits out the whole grace period while any client
   // keeps an idle connection open, so it is kept short.
   membership.reset();  // leaves the roster at once (revokes its etcd lease)
+  unix_peers.reset();  // no new connections handed to the server from here on
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   server->Wait();
   if (metrics) metrics->Stop();

@@ -47,6 +47,26 @@ class TimedFinish {
 
 }  // namespace
 
+absl::Status KvTierService::CheckNamespace(const grpc::ServerContextBase& ctx, uint64_t ns,
+                                           std::string_view field) {
+  if (policy_ == nullptr || !policy_->restricted()) return absl::OkStatus();
+  absl::StatusOr<std::string> model = store_->NamespaceModel(ns);
+  if (!model.ok()) return absl::OkStatus();  // not registered: the call itself says so
+  return policy_->Check(identify_(ctx), *model, field, absl::StrFormat("namespace %016x", ns));
+}
+
+absl::Status KvTierService::CheckLeases(const grpc::ServerContextBase& ctx,
+                                        std::span<const uint64_t> lease_ids,
+                                        std::string_view field) {
+  if (policy_ == nullptr || !policy_->restricted()) return absl::OkStatus();
+  for (uint64_t id : lease_ids) {
+    if (std::optional<uint64_t> ns = store_->LeaseNamespace(id)) {
+      if (auto s = CheckNamespace(ctx, *ns, field); !s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 grpc::ServerUnaryReactor* KvTierService::GetArenaInfo(grpc::CallbackServerContext* ctx,
                                                       const v1::ArenaInfoRequest*,
                                                       v1::ArenaInfoResponse* resp) {
@@ -63,6 +83,13 @@ grpc::ServerUnaryReactor* KvTierService::RegisterNamespace(grpc::CallbackServerC
                                                            v1::RegisterNamespaceResponse* resp) {
   return Handle(ctx, [&]() -> absl::Status {
     if (!req->has_layout()) return absl::InvalidArgumentError("layout: missing");
+    if (policy_ != nullptr && policy_->restricted()) {
+      if (auto s = policy_->Check(identify_(*ctx), req->layout().model_id(), "layout.model_id",
+                                  "a namespace");
+          !s.ok()) {
+        return s;
+      }
+    }
     bool created = false;
     KVTIER_ASSIGN_OR_RETURN_STATUS(record,
                                    store_->RegisterNamespace(FromProto(req->layout()), &created));
@@ -76,7 +103,10 @@ grpc::ServerUnaryReactor* KvTierService::RegisterNamespace(grpc::CallbackServerC
 grpc::ServerUnaryReactor* KvTierService::ListNamespaces(grpc::CallbackServerContext* ctx,
                                                         const v1::ListNamespacesRequest*,
                                                         v1::ListNamespacesResponse* resp) {
+  const bool restricted = policy_ != nullptr && policy_->restricted();
+  const Caller caller = restricted ? identify_(*ctx) : Caller{};
   for (const NamespaceSnapshot& ns : store_->ListNamespaces()) {
+    if (restricted && !policy_->Allows(caller, ns.layout.model_id)) continue;
     v1::NamespaceInfo* info = resp->add_namespaces();
     info->set_namespace_id(ns.id);
     ToProto(ns.layout, info->mutable_layout());
@@ -92,6 +122,10 @@ grpc::ServerUnaryReactor* KvTierService::LookupPrefix(grpc::CallbackServerContex
                                                       v1::LookupResponse* resp) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   const TimedFinish finish(reactor, &lookup_latency_);
+  if (auto s = CheckNamespace(*ctx, req->namespace_id()); !s.ok()) {
+    finish(ToGrpc(s));
+    return reactor;
+  }
   auto keys = DecodeKeys(req->keys(), "keys");
   absl::StatusOr<LookupAnswer> local =
       keys.ok() ? store_->Lookup(req->namespace_id(), *keys) : keys.status();
@@ -117,6 +151,7 @@ grpc::ServerUnaryReactor* KvTierService::Allocate(grpc::CallbackServerContext* c
                                                   const v1::AllocateRequest* req,
                                                   v1::AllocateResponse* resp) {
   return Handle(ctx, [&]() -> absl::Status {
+    if (auto s = CheckNamespace(*ctx, req->namespace_id()); !s.ok()) return s;
     KVTIER_ASSIGN_OR_RETURN_STATUS(keys, DecodeKeys(req->keys(), "keys"));
     std::optional<Key128> parent;
     if (!req->parent_key().empty()) {
@@ -141,6 +176,8 @@ grpc::ServerUnaryReactor* KvTierService::Commit(grpc::CallbackServerContext* ctx
                                                 const v1::CommitRequest* req,
                                                 v1::CommitResponse* resp) {
   return Handle(ctx, [&]() -> absl::Status {
+    const uint64_t lease_id = req->lease_id();
+    if (auto s = CheckLeases(*ctx, {&lease_id, 1}, "lease_id"); !s.ok()) return s;
     KVTIER_ASSIGN_OR_RETURN_STATUS(keys, DecodeKeys(req->keys(), "keys"));
     std::vector<uint64_t> checksums(req->checksums().begin(), req->checksums().end());
     KVTIER_ASSIGN_OR_RETURN_STATUS(n, store_->Commit(req->lease_id(), keys, checksums));
@@ -154,6 +191,10 @@ grpc::ServerUnaryReactor* KvTierService::Acquire(grpc::CallbackServerContext* ct
                                                  v1::AcquireResponse* resp) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   const TimedFinish finish(reactor, &acquire_latency_);
+  if (auto s = CheckNamespace(*ctx, req->namespace_id()); !s.ok()) {
+    finish(ToGrpc(s));
+    return reactor;
+  }
   auto keys = DecodeKeys(req->keys(), "keys");
   if (!keys.ok()) {
     finish(ToGrpc(keys.status()));
@@ -189,6 +230,7 @@ grpc::ServerUnaryReactor* KvTierService::Prefetch(grpc::CallbackServerContext* c
                                                   const v1::PrefetchRequest* req,
                                                   v1::PrefetchResponse* resp) {
   return Handle(ctx, [&]() -> absl::Status {
+    if (auto s = CheckNamespace(*ctx, req->namespace_id()); !s.ok()) return s;
     KVTIER_ASSIGN_OR_RETURN_STATUS(keys, DecodeKeys(req->keys(), "keys"));
     KVTIER_ASSIGN_OR_RETURN_STATUS(present, store_->Prefetch(req->namespace_id(), keys));
     resp->set_present(present);
@@ -201,6 +243,7 @@ grpc::ServerUnaryReactor* KvTierService::Release(grpc::CallbackServerContext* ct
                                                  v1::ReleaseResponse* resp) {
   return Handle(ctx, [&]() -> absl::Status {
     std::vector<uint64_t> ids(req->lease_ids().begin(), req->lease_ids().end());
+    if (auto s = CheckLeases(*ctx, ids, "lease_ids"); !s.ok()) return s;
     KVTIER_ASSIGN_OR_RETURN_STATUS(n, store_->Release(ids));
     resp->set_released(n);
     return absl::OkStatus();
@@ -210,6 +253,7 @@ grpc::ServerUnaryReactor* KvTierService::Release(grpc::CallbackServerContext* ct
 grpc::ServerUnaryReactor* KvTierService::Drop(grpc::CallbackServerContext* ctx,
                                               const v1::DropRequest* req, v1::DropResponse* resp) {
   return Handle(ctx, [&]() -> absl::Status {
+    if (auto s = CheckNamespace(*ctx, req->namespace_id()); !s.ok()) return s;
     KVTIER_ASSIGN_OR_RETURN_STATUS(keys, DecodeKeys(req->keys(), "keys"));
     KVTIER_ASSIGN_OR_RETURN_STATUS(counts, store_->Drop(req->namespace_id(), keys, req->all()));
     resp->set_dropped(counts.dropped);
@@ -305,6 +349,14 @@ grpc::ServerUnaryReactor* KvTierService::ListBlocks(grpc::CallbackServerContext*
       return absl::InvalidArgumentError(absl::StrFormat("tier: %d is not a tier", req->tier()));
     }
     const TierId tier = static_cast<TierId>(static_cast<int>(req->tier()));
+    if (req->namespace_id() != 0) {
+      if (auto s = CheckNamespace(*ctx, req->namespace_id()); !s.ok()) return s;
+    } else if (policy_ != nullptr && !policy_->AllowsEverything(identify_(*ctx))) {
+      return absl::PermissionDeniedError(absl::StrFormat(
+          "namespace_id: listing every namespace's blocks needs every model allowed; %s may use "
+          "some models only (--allow-models): name a namespace",
+          DescribeCaller(identify_(*ctx))));
+    }
     for (const BlockSnapshot& b :
          store_->ListBlocks(req->namespace_id(), limit, &truncated, tier)) {
       v1::BlockInfo* info = resp->add_blocks();

@@ -4,11 +4,13 @@
 #pragma once
 
 #include <functional>
+#include <span>
 #include <string>
 
 #include "kvtier/v1/kvtier.grpc.pb.h"
 #include "server/cluster/cluster_node.h"
 #include "server/metrics/latency_histogram.h"
+#include "server/security/access_policy.h"
 #include "server/service/rate_sampler.h"
 #include "server/store/block_store.h"
 
@@ -41,6 +43,15 @@ class KvTierService final : public v1::KvTier::CallbackService {
   void AttachCluster(ClusterNode* cluster, std::function<MembershipStatus()> membership) {
     cluster_ = cluster;
     membership_ = std::move(membership);
+  }
+
+  // Namespace restrictions (--allow-models): every call naming a namespace or a lease is checked
+  // against `policy` for the caller `identify` names; ListNamespaces lists the allowed ones only.
+  // Call before serving; `policy` outlives the service.
+  void AttachAccessPolicy(const AccessPolicy* policy,
+                          std::function<Caller(const grpc::ServerContextBase&)> identify) {
+    policy_ = policy;
+    identify_ = std::move(identify);
   }
 
   // Durations of LookupPrefix and Acquire calls, from the handler's entry to its Finish.
@@ -83,6 +94,14 @@ class KvTierService final : public v1::KvTier::CallbackService {
                                           v1::ClusterStatusResponse* resp) override;
 
  private:
+  // OK when namespaces are not restricted, when the caller may use `ns`'s model, or when `ns` is
+  // not registered (the call then fails on that); PERMISSION_DENIED naming `field` otherwise.
+  absl::Status CheckNamespace(const grpc::ServerContextBase& ctx, uint64_t ns,
+                              std::string_view field = "namespace_id");
+  // The same for the namespaces of open leases.
+  absl::Status CheckLeases(const grpc::ServerContextBase& ctx, std::span<const uint64_t> lease_ids,
+                           std::string_view field);
+
   BlockStore* store_;
   ServiceInfo info_;
   RateSampler* rates_;
@@ -90,6 +109,8 @@ class KvTierService final : public v1::KvTier::CallbackService {
   std::function<MembershipStatus()> membership_;
   LatencyHistogram lookup_latency_;
   LatencyHistogram acquire_latency_;
+  const AccessPolicy* policy_ = nullptr;  // null: unrestricted
+  std::function<Caller(const grpc::ServerContextBase&)> identify_;
 };
 
 }  // namespace kvtier

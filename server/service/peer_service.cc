@@ -140,7 +140,9 @@ namespace {
 
 class GrpcPeerChannel final : public PeerChannel {
  public:
-  GrpcPeerChannel(std::string self_id, const Member& member, int timeout_ms)
+  GrpcPeerChannel(std::string self_id, const Member& member, int timeout_ms,
+                  const std::shared_ptr<grpc::ChannelCredentials>& credentials,
+                  const std::string& tls_server_name)
       : self_id_(std::move(self_id)), timeout_ms_(timeout_ms) {
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
@@ -150,8 +152,9 @@ class GrpcPeerChannel final : public PeerChannel {
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
     args.SetInt(GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS, 500);
-    stub_ = v1::Peer::NewStub(
-        grpc::CreateCustomChannel(member.address, grpc::InsecureChannelCredentials(), args));
+    if (credentials && !tls_server_name.empty()) args.SetSslTargetNameOverride(tls_server_name);
+    stub_ = v1::Peer::NewStub(grpc::CreateCustomChannel(
+        member.address, credentials ? credentials : grpc::InsecureChannelCredentials(), args));
   }
 
   void Hello(uint64_t roster_version, uint64_t incarnation, Done<PeerHello> done) override {
@@ -259,9 +262,12 @@ class GrpcPeerChannel final : public PeerChannel {
 
 }  // namespace
 
-PeerConnector GrpcPeerConnector(std::string self_id, int timeout_ms) {
-  return [self_id = std::move(self_id), timeout_ms](const Member& m) {
-    return std::make_unique<GrpcPeerChannel>(self_id, m, timeout_ms);
+PeerConnector GrpcPeerConnector(std::string self_id, int timeout_ms,
+                                std::shared_ptr<grpc::ChannelCredentials> credentials,
+                                std::string tls_server_name) {
+  return [self_id = std::move(self_id), timeout_ms, credentials = std::move(credentials),
+          tls_server_name = std::move(tls_server_name)](const Member& m) {
+    return std::make_unique<GrpcPeerChannel>(self_id, m, timeout_ms, credentials, tls_server_name);
   };
 }
 

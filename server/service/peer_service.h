@@ -3,6 +3,11 @@
 // peer.proto), then hands it to the ClusterNode.
 #pragma once
 
+#include <grpcpp/security/credentials.h>
+
+#include <memory>
+#include <string>
+
 #include "kvtier/v1/peer.grpc.pb.h"
 #include "server/cluster/cluster_node.h"
 
@@ -33,8 +38,12 @@ class PeerService final : public v1::Peer::CallbackService {
   uint32_t max_batch_keys_;
 };
 
-// A PeerConnector over gRPC (insecure channels; loopback or a trusted cluster network), with
-// every call bounded by `timeout_ms`.
-PeerConnector GrpcPeerConnector(std::string self_id, int timeout_ms);
+// A PeerConnector over gRPC, with every call bounded by `timeout_ms`. Channels use `credentials`
+// (mutual TLS: MutualTlsChannelCredentials), or are insecure when it is null (loopback or a
+// trusted cluster network). `tls_server_name`, when not empty, is the name checked in the peers'
+// certificates instead of the host of their address.
+PeerConnector GrpcPeerConnector(std::string self_id, int timeout_ms,
+                                std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr,
+                                std::string tls_server_name = "");
 
 }  // namespace kvtier

@@ -130,6 +130,18 @@ class BlockStore {
 
   absl::StatusOr<NamespaceRecord*> RegisterNamespace(const NamespaceLayout& layout, bool* created);
   std::vector<NamespaceSnapshot> ListNamespaces() { return registry_.List(); }
+  // Access checks (--allow-models): the model id of namespace `ns` (NOT_FOUND naming
+  // namespace_id), and the namespace of an open lease.
+  absl::StatusOr<std::string> NamespaceModel(uint64_t ns) {
+    auto record = registry_.Find(ns);
+    if (!record.ok()) return record.status();
+    return (*record)->layout.model_id;
+  }
+  std::optional<uint64_t> LeaseNamespace(uint64_t lease_id) {
+    std::optional<Lease> lease = leases_.Get(lease_id);
+    if (!lease) return std::nullopt;
+    return lease->ns;
+  }
 
   // Longest present prefix of `keys` (one chain, in order).
   absl::StatusOr<LookupAnswer> Lookup(uint64_t ns, std::span<const Key128> keys);

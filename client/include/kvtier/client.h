@@ -116,6 +116,18 @@ struct ClientOptions {
   uint32_t lease_ms = 0;  // lease on acquired/allocated blocks; 0 = the daemon's default
   bool map_arena = true;  // false: control calls only (Save/Load/leases are unavailable)
   bool prefault = true;   // fault the whole arena mapping in at Connect (steady copy speed)
+  // TCP instead of the unix socket: HOST:PORT of a kvtierd --listen. Control calls only (set
+  // map_arena = false: the arena is shared over the unix socket alone).
+  std::string address;
+  // Mutual TLS on `address` (all three or none): PEM paths of this client's certificate, its key,
+  // and the CA that signed the daemon's certificate.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_ca;
+  std::string tls_server_name;  // name expected in the daemon's certificate ("" = address host)
+  // Sent as x-request-id metadata on every call when not empty (the daemon logs it with slow or
+  // failed calls); otherwise the daemon makes one up.
+  std::string request_id;
 };
 
 struct LookupResult {
