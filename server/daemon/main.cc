@@ -302,11 +302,14 @@ int Run(int argc, char** argv) {
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(MakeRequestLogFactory({config.slow_request_ms}));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  // Set once the listener runs (calls over TCP may come before); read by gRPC's threads.
   std::unique_ptr<UnixPeerListener> unix_peers;
+  std::atomic<const UnixPeerListener*> unix_peers_ptr{nullptr};
   if (restricted) {
-    service.AttachAccessPolicy(&*access_policy, [&unix_peers](const grpc::ServerContextBase& ctx) {
-      return IdentifyCaller(ctx, unix_peers.get());
-    });
+    service.AttachAccessPolicy(&*access_policy,
+                               [&unix_peers_ptr](const grpc::ServerContextBase& ctx) {
+                                 return IdentifyCaller(ctx, unix_peers_ptr.load());
+                               });
   }
   builder.RegisterService(&service);
   if (peer_service) builder.RegisterService(peer_service.get());
@@ -318,6 +321,7 @@ int Run(int argc, char** argv) {
       auto listening = UnixPeerListener::Start(socket, server.get());
       if (!listening.ok()) return Fail(listening.status());
       unix_peers = std::move(*listening);
+      unix_peers_ptr.store(unix_peers.get());
     }
   }
   if (!server || (!config.listen.empty() && tcp_port == 0)) {
@@ -382,9 +386,10 @@ int Run(int argc, char** argv) {
   // then they are cancelled. gRPC 1.51 also waits out the whole grace period while any client
   // keeps an idle connection open, so it is kept short.
   membership.reset();  // leaves the roster at once (revokes its etcd lease)
-  unix_peers.reset();  // no new connections handed to the server from here on
+  if (unix_peers) unix_peers->StopAccepting();  // no new connections for the server from here on
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   server->Wait();
+  unix_peers.reset();  // after the last call that could look its caller up
   if (metrics) metrics->Stop();
   mover.reset();  // before the store and the device it writes to
   if (cluster) {

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "absl/status/status.h"
@@ -72,10 +73,14 @@ UnixPeerListener::UnixPeerListener(std::string path, int listen_fd, grpc::Server
 }
 
 UnixPeerListener::~UnixPeerListener() {
-  stop_.store(true);
-  thread_.join();
+  StopAccepting();
   close(listen_fd_);
   unlink(path_.c_str());
+}
+
+void UnixPeerListener::StopAccepting() {
+  stop_.store(true);
+  if (thread_.joinable()) thread_.join();
 }
 
 int UnixPeerListener::Rotate(int fd) {
@@ -94,7 +99,14 @@ void UnixPeerListener::Serve() {
     // A short poll so the destructor's stop is seen quickly without a wake-up pipe.
     if (poll(&p, 1, 100) <= 0) continue;
     int conn = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (conn < 0) continue;
+    if (conn < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Out of descriptors or memory: the connection waits in the backlog; do not spin on it.
+        spdlog::warn("unix socket: accept failed ({}); retrying in 100 ms", std::strerror(errno));
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      continue;
+    }
     UnixPeerCredentials creds;
     ucred cred{};
     socklen_t len = sizeof(cred);

@@ -44,7 +44,11 @@ class UnixPeerListener {
   // serves `server` (started, with no port of its own on `path`) on every accepted connection.
   static absl::StatusOr<std::unique_ptr<UnixPeerListener>> Start(const std::string& path,
                                                                  grpc::Server* server);
-  ~UnixPeerListener();  // stops accepting (call before the server shuts down); removes the file
+  // Stops accepting; removes the socket file. Destroy it only after the server has shut down
+  // (calls in flight still look their caller up here).
+  ~UnixPeerListener();
+  // Stops handing new connections to the server (call before it shuts down). Idempotent.
+  void StopAccepting();
 
   // The credentials of the connection gRPC calls `peer` ("fd:N"), if it is one of ours.
   std::optional<UnixPeerCredentials> Find(std::string_view peer) const;
