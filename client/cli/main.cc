@@ -121,10 +121,16 @@ int Main(int argc, char** argv) {
     }
   }
 
-  kvtier::ClientOptions options = tcp;
+  kvtier::ClientOptions options;
   options.socket_path = socket_path;
   options.timeout_ms = timeout_ms;
   options.map_arena = false;  // control calls only
+  options.address = tcp.address;
+  options.tls_cert = tcp.tls_cert;
+  options.tls_key = tcp.tls_key;
+  options.tls_ca = tcp.tls_ca;
+  options.tls_server_name = tcp.tls_server_name;
+  options.request_id = tcp.request_id;
   std::unique_ptr<kvtier::Client> client;
   if (Status s = kvtier::Client::Connect(options, &client); !s.ok()) return Fail(s);
 

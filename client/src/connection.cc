@@ -24,9 +24,14 @@ std::string Absolute(const std::string& path) {
   return abs.lexically_normal().string();
 }
 
+// `connect_timeout_ms`: the longest one connection attempt may take, up to the daemon's first
+// HTTP/2 SETTINGS frame (gRPC takes it from the "min reconnect backoff"). It does not space the
+// attempts (the initial and max backoff do), so it is the call deadline: on a busy host a TLS
+// handshake, or a daemon accepting unix connections itself (--allow-models), can take more than
+// 100 ms.
 std::shared_ptr<grpc::Channel> MakeChannel(
     const std::string& target, std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr,
-    const std::string& tls_server_name = "") {
+    const std::string& tls_server_name = "", int connect_timeout_ms = 100) {
   grpc::ChannelArguments args;
   if (credentials != nullptr && !tls_server_name.empty()) {
     args.SetSslTargetNameOverride(tls_server_name);
@@ -37,7 +42,7 @@ std::shared_ptr<grpc::Channel> MakeChannel(
   // A local daemon that restarts should be reachable again within a second, not after gRPC's
   // default backoff of up to two minutes.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, connect_timeout_ms);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   // Our own channel and connection: leases and the arena check follow this connection's state.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
@@ -58,7 +63,7 @@ Status OpenTcp(const ClientOptions& options, std::shared_ptr<grpc::Channel>* cha
       return Status(Status::Code::kInvalidArgument,
                     "--tls-server-name: needs --tls-cert, --tls-key and --tls-ca");
     }
-    *channel = MakeChannel(options.address);
+    *channel = MakeChannel(options.address, nullptr, "", options.timeout_ms);
     return Status();
   }
   absl::StatusOr<TlsPem> pem = LoadTlsFiles(files);
@@ -69,7 +74,8 @@ Status OpenTcp(const ClientOptions& options, std::shared_ptr<grpc::Channel>* cha
   ssl.pem_root_certs = pem->ca;
   ssl.pem_private_key = pem->key;
   ssl.pem_cert_chain = pem->cert;
-  *channel = MakeChannel(options.address, grpc::SslCredentials(ssl), options.tls_server_name);
+  *channel = MakeChannel(options.address, grpc::SslCredentials(ssl), options.tls_server_name,
+                         options.timeout_ms);
   return Status();
 }
 
@@ -102,7 +108,7 @@ Status Connection::Open(const ClientOptions& options, std::shared_ptr<Connection
                       "): " + conn->socket_path_);
   }
   conn->target_ = "unix:" + abs;
-  conn->channel_ = MakeChannel(conn->target_);
+  conn->channel_ = MakeChannel(conn->target_, nullptr, "", options.timeout_ms);
   conn->stub_ = v1::KvTier::NewStub(conn->channel_);
 
   v1::ArenaInfoResponse info;

@@ -91,9 +91,28 @@ absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_
   app.add_option("--metrics-listen", config.metrics_listen,
                  "Serve /metrics (Prometheus), /healthz and /readyz over HTTP on HOST:PORT "
                  "(off by default; port 0 picks a free one)");
+  // Security (issue 8): mutual TLS, namespace restrictions.
+  app.add_option("--tls-cert", config.tls_cert,
+                 "PEM certificate for TLS on --listen and towards peers (with --tls-key, --tls-ca: "
+                 "the TCP listener then requires client certificates signed by --tls-ca)");
+  app.add_option("--tls-key", config.tls_key, "PEM private key of --tls-cert");
+  app.add_option("--tls-ca", config.tls_ca,
+                 "PEM CA certificate(s) that clients' and peers' certificates must chain to");
+  app.add_option("--tls-server-name", config.tls_server_name,
+                 "Name expected in peers' certificates (default: the host of their address)");
+  app.add_option("--allow-models", config.allow_models,
+                 "Restrict namespaces: PRINCIPAL=PATTERN[,PATTERN...] with PRINCIPAL uid:N, "
+                 "gid:N, user:NAME, group:NAME, cert:NAME or *, PATTERN a glob on the model id; "
+                 "repeatable (default: every caller may use every model)")
+      ->take_all();
   app.add_option("--dram-capacity", dram,
                  "DRAM tier size, e.g. 512MiB, 4GiB (default: 1/4 of RAM, at most 4 GiB)");
   app.add_option("--log-level", config.log_level, "trace, debug, info, warn, error, off")
+      ->capture_default_str();
+  app.add_option("--log-format", config.log_format, "text or json (one object per line)")
+      ->capture_default_str();
+  app.add_option("--slow-request-ms", config.slow_request_ms,
+                 "Log calls that take at least this long, with their request id (-1: never)")
       ->capture_default_str();
   app.add_option("--node-id", config.node_id, "Name of this node (default: host name)");
   app.add_option("--lease-ms", config.lease_ms, "Default lease on acquired/allocated blocks")
@@ -146,25 +165,6 @@ absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_
                  "How pulls move bytes: auto (measured best for the transport), get (RMA) or "
                  "am (active-message rendezvous)")
       ->capture_default_str();
-  // --- security and logs (issue 8) ---
-  app.add_option("--tls-cert", config.tls_cert,
-                 "PEM certificate for TLS on --listen and towards peers (with --tls-key, --tls-ca: "
-                 "the TCP listener then requires client certificates signed by --tls-ca)");
-  app.add_option("--tls-key", config.tls_key, "PEM private key of --tls-cert");
-  app.add_option("--tls-ca", config.tls_ca,
-                 "PEM CA certificate(s) that clients' and peers' certificates must chain to");
-  app.add_option("--tls-server-name", config.tls_server_name,
-                 "Name expected in peers' certificates (default: the host of their address)");
-  app.add_option("--allow-models", config.allow_models,
-                 "Restrict namespaces: PRINCIPAL=PATTERN[,PATTERN...] with PRINCIPAL uid:N, "
-                 "gid:N, user:NAME, group:NAME, cert:NAME or *, PATTERN a glob on the model id; "
-                 "repeatable (default: every caller may use every model)")
-      ->take_all();
-  app.add_option("--log-format", config.log_format, "text or json (one object per line)")
-      ->capture_default_str();
-  app.add_option("--slow-request-ms", config.slow_request_ms,
-                 "Log calls that take at least this long, with their request id (-1: never)")
-      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -206,6 +206,22 @@ absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_
     auto gid = ResolveSocketGroup(config.socket_group);
     if (!gid.ok()) return gid.status();
     config.socket_gid = *gid;
+  }
+  if (!config.tls_cert.empty() || !config.tls_key.empty() || !config.tls_ca.empty()) {
+    if (config.listen.empty() && config.peers.empty()) {
+      return absl::InvalidArgumentError(
+          "--tls-cert: TLS is for the TCP listener; give --listen (or --peers) too");
+    }
+  } else if (!config.tls_server_name.empty()) {
+    return absl::InvalidArgumentError("--tls-server-name: needs --tls-cert, --tls-key, --tls-ca");
+  }
+  if (config.log_format != "text" && config.log_format != "json") {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--log-format: '%s' is not text or json", config.log_format));
+  }
+  if (config.slow_request_ms < -1) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--slow-request-ms: %d is not -1 (never) or a duration", config.slow_request_ms));
   }
   if (!hbm_capacity.empty()) {
     auto size = ParseSize(hbm_capacity, "--hbm-capacity");
@@ -287,22 +303,6 @@ absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_
   }
   if (!(config.demote_watermark > 0 && config.demote_watermark <= 1)) {
     return absl::InvalidArgumentError("--demote-watermark: must be in (0, 1]");
-  }
-  if (!config.tls_cert.empty() || !config.tls_key.empty() || !config.tls_ca.empty()) {
-    if (config.listen.empty() && config.peers.empty()) {
-      return absl::InvalidArgumentError(
-          "--tls-cert: TLS is for the TCP listener; give --listen (or --peers) too");
-    }
-  } else if (!config.tls_server_name.empty()) {
-    return absl::InvalidArgumentError("--tls-server-name: needs --tls-cert, --tls-key, --tls-ca");
-  }
-  if (config.log_format != "text" && config.log_format != "json") {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("--log-format: '%s' is not text or json", config.log_format));
-  }
-  if (config.slow_request_ms < -1) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "--slow-request-ms: %d is not -1 (never) or a duration", config.slow_request_ms));
   }
   if (config.reaper_period_ms <= 0 || config.reaper_period_ms > 10'000) {
     return absl::InvalidArgumentError("--reaper-period-ms: must be between 1 and 10000");

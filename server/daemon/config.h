@@ -12,8 +12,14 @@ namespace kvtier {
 struct DaemonConfig {
   std::string socket_path = "./var/kvtier.sock";
   std::string listen;  // optional HOST:PORT for TCP (admin); port 0 picks a free one
+  // Mutual TLS on --listen and between peers (all three files or none; issue 8).
+  std::string tls_cert, tls_key, tls_ca;  // PEM files
+  std::string tls_server_name;            // name checked in peers' certificates ("" = host)
+  std::vector<std::string> allow_models;  // PRINCIPAL=PATTERN,... (server/security/access_policy.h)
   uint64_t dram_capacity = 0;
   std::string log_level = "info";
+  std::string log_format = "text";  // text or json
+  int64_t slow_request_ms = 1000;   // log calls at least this long; -1: never
   std::string node_id;
   uint32_t lease_ms = 30'000;
   uint32_t max_lease_ms = 600'000;
@@ -42,13 +48,6 @@ struct DaemonConfig {
   std::string metrics_listen;  // HOST:PORT for /metrics, /healthz, /readyz; port 0 picks one
   std::string socket_group;    // group given rw on the client sockets (mode 0660); "" = ours
   int64_t socket_gid = -1;     // socket_group resolved; -1 when not given
-  // Security and logs (issue 8): mutual TLS on --listen and between peers (all three files or
-  // none), namespace restrictions, the log format and the slow-request threshold.
-  std::string tls_cert, tls_key, tls_ca;  // PEM files
-  std::string tls_server_name;            // name checked in peers' certificates ("" = host)
-  std::vector<std::string> allow_models;  // PRINCIPAL=PATTERN,... (server/security/access_policy.h)
-  std::string log_format = "text";        // text or json
-  int64_t slow_request_ms = 1000;         // log calls at least this long; -1: never
 };
 
 // Default DRAM capacity: a quarter of physical memory, at most 4 GiB, at least 64 MiB.

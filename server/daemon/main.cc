@@ -13,7 +13,6 @@
 #include <iostream>
 #include <optional>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "common/background_loop.h"
@@ -355,10 +354,11 @@ int Run(int argc, char** argv) {
   spdlog::info("tiers: {}", nvme ? "DRAM, NVMe" : "DRAM only");
   // The real port, when --listen asked for port 0.
   const std::string listening =
-      config.listen.empty()
-          ? ""
-          : absl::StrFormat(" listen=%s:%d", config.listen.substr(0, config.listen.rfind(':')),
-                            tcp_port);
+      (config.listen.empty()
+           ? ""
+           : absl::StrFormat(" listen=%s:%d", config.listen.substr(0, config.listen.rfind(':')),
+                             tcp_port)) +
+      (tls ? " tls=mutual" : "") + (restricted ? " namespaces=restricted" : "");
   const std::string nvme_text =
       nvme ? absl::StrFormat(" nvme=%s", FormatBytes(nvme->Counters().capacity_bytes)) : "";
   const std::string cluster_text =
@@ -370,12 +370,9 @@ int Run(int argc, char** argv) {
                                 config.metrics_listen.substr(0, config.metrics_listen.rfind(':')),
                                 metrics->port())
               : "";
-  const std::string security_text =
-      absl::StrCat(tls ? " tls=mutual" : "", restricted ? " namespaces=restricted" : "");
-  std::printf("kvtierd ready: node=%s socket=%s dram=%s%s%s%s%s%s pid=%d\n", config.node_id.c_str(),
+  std::printf("kvtierd ready: node=%s socket=%s dram=%s%s%s%s%s pid=%d\n", config.node_id.c_str(),
               config.socket_path.c_str(), FormatBytes((*arena)->size()).c_str(), nvme_text.c_str(),
-              listening.c_str(), cluster_text.c_str(), metrics_text.c_str(), security_text.c_str(),
-              getpid());
+              listening.c_str(), cluster_text.c_str(), metrics_text.c_str(), getpid());
   std::fflush(stdout);
 
   int sig = 0;

@@ -152,7 +152,12 @@ class GrpcPeerChannel final : public PeerChannel {
     args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
     args.SetInt(GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS, 500);
-    if (credentials && !tls_server_name.empty()) args.SetSslTargetNameOverride(tls_server_name);
+    if (credentials) {
+      if (!tls_server_name.empty()) args.SetSslTargetNameOverride(tls_server_name);
+      // gRPC bounds one connection attempt by the "min reconnect backoff" (100 ms above): a TLS
+      // handshake with a busy peer can take longer, so it gets the call deadline instead.
+      args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, timeout_ms);
+    }
     stub_ = v1::Peer::NewStub(grpc::CreateCustomChannel(
         member.address, credentials ? credentials : grpc::InsecureChannelCredentials(), args));
   }
