@@ -6,7 +6,8 @@
 // entry points our code calls: each calls abseil's own (found with dlsym(RTLD_NEXT)) and tells
 // TSan what happened through its mutex annotation interface, as abseil does itself when it is
 // built with TSan. Waits (Await, LockWhen, CondVar::Wait) release and re-take the mutex inside
-// abseil, so they are annotated as an unlock before and a lock after. Checked: a counter under
+// abseil, so they are annotated as an unlock before and a lock after, and their conditions are
+// evaluated as under the mutex (EvalHeld). Checked: a counter under
 // an absl::Mutex gives no report; an unguarded one still does.
 #include <dlfcn.h>
 #include <sanitizer/tsan_interface.h>
@@ -37,6 +38,20 @@ F Real(const char* rest) {
     std::abort();
   }
   return reinterpret_cast<F>(f);
+}
+
+// A condition is evaluated with the mutex held, by the waiter or by the thread unlocking, inside
+// abseil: its reads see what was written under the mutex before, and come before what is
+// written under it after.
+struct HeldCondition {
+  const absl::Condition* cond;
+  void* mu;
+};
+bool EvalHeld(HeldCondition* c) {
+  __tsan_acquire(c->mu);
+  const bool met = c->cond->Eval();
+  __tsan_release(c->mu);
+  return met;
 }
 
 void Locked(void* mu, unsigned flags) {
@@ -97,30 +112,34 @@ void Mutex::ReaderUnlock() {
 
 void Mutex::LockWhen(const Condition& cond) {
   static auto real = Real<void (*)(Mutex*, const Condition&)>("5Mutex8LockWhenERKNS0_9ConditionE");
-  real(this, cond);
+  HeldCondition held{&cond, this};
+  real(this, Condition(&EvalHeld, &held));
   Locked(this, 0);
 }
 
 bool Mutex::LockWhenWithTimeout(const Condition& cond, Duration timeout) {
   static auto real = Real<bool (*)(Mutex*, const Condition&, Duration)>(
       "5Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE");
-  const bool met = real(this, cond, timeout);
+  HeldCondition held{&cond, this};
+  const bool met = real(this, Condition(&EvalHeld, &held), timeout);
   Locked(this, 0);
   return met;
 }
 
 void Mutex::Await(const Condition& cond) {
   static auto real = Real<void (*)(Mutex*, const Condition&)>("5Mutex5AwaitERKNS0_9ConditionE");
+  HeldCondition held{&cond, this};
   Unlocking(this, 0);
-  real(this, cond);
+  real(this, Condition(&EvalHeld, &held));
   Locked(this, 0);
 }
 
 bool Mutex::AwaitWithTimeout(const Condition& cond, Duration timeout) {
   static auto real = Real<bool (*)(Mutex*, const Condition&, Duration)>(
       "5Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE");
+  HeldCondition held{&cond, this};
   Unlocking(this, 0);
-  const bool met = real(this, cond, timeout);
+  const bool met = real(this, Condition(&EvalHeld, &held), timeout);
   Locked(this, 0);
   return met;
 }
