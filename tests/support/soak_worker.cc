@@ -42,9 +42,14 @@ class Worker {
     ClientOptions options;
     options.socket_path = socket_;
     options.timeout_ms = 3000;
-    if (Status s = Client::Connect(options, &client_); !s.ok()) {
-      std::fprintf(stderr, "soak: connect: %s\n", s.ToString().c_str());
-      return 3;
+    // A loaded machine may not let the first connect through: retry until the deadline.
+    for (;;) {
+      Status s = Client::Connect(options, &client_);
+      if (s.ok()) break;
+      if (Tolerate(s, "connect") != 0 || std::chrono::steady_clock::now() >= deadline) {
+        std::fprintf(stderr, "soak: connect: %s\n", s.ToString().c_str());
+        return 3;
+      }
     }
     while (std::chrono::steady_clock::now() < deadline) {
       if (!registered_ && !Register()) continue;
