@@ -45,7 +45,21 @@ absl::StatusOr<std::unique_ptr<LocalDaemon>> LocalDaemon::Start(
                         absl::StrCat(pid.status().message(), "; log: ", d->ReadLog()));
   }
   d->pid_ = *pid;
+  d->argv_ = std::move(args);
   return d;
+}
+
+absl::Status LocalDaemon::Restart() {
+  Kill();
+  std::error_code ec;
+  std::filesystem::rename(log_path_, absl::StrCat(log_path_, ".", ++restarts_), ec);
+  auto pid = SpawnUntil(argv_, "kvtierd ready", absl::Seconds(20), log_path_, &ready_line_);
+  if (!pid.ok()) {
+    return absl::Status(pid.status().code(),
+                        absl::StrCat(pid.status().message(), "; log: ", ReadLog()));
+  }
+  pid_ = *pid;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<pid_t> SpawnUntil(const std::vector<std::string>& argv, const std::string& marker,

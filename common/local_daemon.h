@@ -32,6 +32,10 @@ class LocalDaemon {
   int Stop();
   // SIGKILL and wait: a crash, as far as the daemon's files can tell.
   void Kill();
+  // Starts it again with the same arguments, socket and directory (after Kill or Stop; a daemon
+  // still running is killed first) and waits for its ready line. The previous log is kept as
+  // kvtierd.log.<n>.
+  absl::Status Restart();
   // Everything the daemon wrote to stderr so far (its log).
   std::string ReadLog();
 
@@ -42,6 +46,8 @@ class LocalDaemon {
   std::string socket_path_;
   std::string log_path_;
   std::string ready_line_;
+  std::vector<std::string> argv_;
+  int restarts_ = 0;
 };
 
 // Starts a program (stdout to a pipe, stderr to `stderr_path` or inherited when empty) and reads

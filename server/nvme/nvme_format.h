@@ -12,6 +12,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <optional>
+#include <vector>
 
 namespace kvtier::nvme {
 
@@ -50,5 +53,31 @@ uint64_t PayloadChecksum(const std::byte* data, size_t bytes);
 inline uint64_t RoundUpPage(uint64_t n) { return (n + kPage - 1) / kPage * kPage; }
 // Bytes a record of `bytes` payload takes on the device.
 inline uint64_t RecordBytes(uint64_t bytes) { return kPage + RoundUpPage(bytes); }
+
+// One intact record of a region, as the scan at start finds it.
+struct ScannedRecord {
+  uint64_t ns = 0;
+  uint64_t key_lo = 0;
+  uint64_t key_hi = 0;
+  uint64_t bytes = 0;  // at most region_bytes - 2 pages
+  uint64_t payload_checksum = 0;
+  uint64_t offset = 0;  // of its header page, from the start of the region
+};
+struct ScannedRegion {
+  uint64_t seq = 0;        // nonzero
+  uint64_t write_ptr = 0;  // end of the last intact record (kPage when there is none)
+  std::vector<ScannedRecord> records;
+};
+// Reads the kPage bytes at `offset` (from the start of the region) into `page`; false on a failed
+// read.
+using PageReader = std::function<bool(uint64_t offset, std::byte* page)>;
+
+// Parses one region of `region_bytes` from its pages: nullopt when its header is not a valid
+// header of this format and size (never written, or by another layout: the region is free);
+// otherwise its records in order, up to the first page that is not a valid record header of this
+// region that fits in it (a torn tail). Only headers are read and checked; payload checksums are
+// verified when a block is read. This is where a device's bytes are first trusted: the libFuzzer
+// target tests/fuzz/libfuzzer/nvme_format_fuzzer.cc feeds it arbitrary pages.
+std::optional<ScannedRegion> ScanRegion(uint64_t region_bytes, const PageReader& read);
 
 }  // namespace kvtier::nvme

@@ -124,34 +124,25 @@ absl::Status NvmeStore::Scan(std::vector<RecoveredBlock>* recovered) {
   absl::MutexLock lock(&mu_);
   for (uint32_t r = 0; r < num_regions_; ++r) {
     const uint64_t start = static_cast<uint64_t>(r) * region_bytes_;
-    if (engine_->ReadSync(page.get(), kPage, start) != static_cast<int>(kPage)) continue;
-    nvme::RegionHeader rh;
-    std::memcpy(&rh, page.get(), sizeof(rh));
-    if (rh.magic != nvme::kRegionMagic || rh.version != nvme::kFormatVersion ||
-        rh.region_bytes != region_bytes_ || rh.checksum != nvme::HeaderChecksum(rh) ||
-        rh.seq == 0) {
-      continue;  // never written, or by another layout: free
-    }
+    std::optional<nvme::ScannedRegion> scanned =
+        nvme::ScanRegion(region_bytes_, [&](uint64_t offset, std::byte* out) {
+          if (engine_->ReadSync(page.get(), kPage, start + offset) != static_cast<int>(kPage)) {
+            return false;
+          }
+          std::memcpy(out, page.get(), kPage);
+          return true;
+        });
+    if (!scanned) continue;  // never written, or by another layout: free
     Region& region = regions_[r];
-    region.seq = rh.seq;
-    region.write_ptr = kPage;
-    max_seq = std::max(max_seq, rh.seq);
+    region.seq = scanned->seq;
+    region.write_ptr = scanned->write_ptr;
+    max_seq = std::max(max_seq, scanned->seq);
     ++regions;
-    // Records follow back to back; the first bad header ends the region (a torn tail).
-    while (region.write_ptr + kPage <= region_bytes_) {
-      const uint64_t at = start + region.write_ptr;
-      if (engine_->ReadSync(page.get(), kPage, at) != static_cast<int>(kPage)) break;
-      nvme::RecordHeader h;
-      std::memcpy(&h, page.get(), sizeof(h));
-      if (h.magic != nvme::kRecordMagic || h.version != nvme::kFormatVersion ||
-          h.checksum != nvme::HeaderChecksum(h) || h.region_seq != rh.seq ||
-          region.write_ptr + nvme::RecordBytes(h.bytes) > region_bytes_) {
-        break;
-      }
-      NvmeKey id{h.ns, Key128{h.key_lo, h.key_hi}};
-      recovered->push_back({id, h.bytes, h.payload_checksum, NvmeLocation{r, at}});
+    for (const nvme::ScannedRecord& rec : scanned->records) {
+      NvmeKey id{rec.ns, Key128{rec.key_lo, rec.key_hi}};
+      recovered->push_back(
+          {id, rec.bytes, rec.payload_checksum, NvmeLocation{r, start + rec.offset}});
       region.records.push_back(id);
-      region.write_ptr += nvme::RecordBytes(h.bytes);
       ++found;
     }
     counters_.used_bytes += region.write_ptr;

@@ -6,6 +6,9 @@
 //   kvtier-test-peer hold SOCKET BLOCK_BYTES LEASE_MS KEYHEX...
 //       acquires the keys for reading and reserves two fresh keys for writing, prints "held",
 //       then waits to be killed (it never releases)
+//   kvtier-test-peer soak SOCKET BLOCK_BYTES SECONDS SEED CHAINS
+//       random saves, loads, lookups, zero-copy reads/writes and drops for SECONDS, checking every
+//       byte read (tests/support/soak_worker.cc)
 #include <unistd.h>
 
 #include <cstdio>
@@ -18,7 +21,12 @@
 
 using namespace kvtier;  // NOLINT(google-build-using-namespace): a small test program
 
+namespace kvtier::testing {
+int RunSoak(int argc, char** argv);
+}
+
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "soak") return testing::RunSoak(argc, argv);
   if (argc < 5) {
     std::fprintf(stderr, "usage: kvtier-test-peer save|hold SOCKET BLOCK_BYTES N KEYHEX...\n");
     return 2;
