@@ -208,6 +208,16 @@ absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_
     if (!size.ok()) return size.status();
     config.hbm_segment = *size;
   }
+  // Checked here, before the DRAM arena is reserved: the pool is cut into 4 MiB slabs.
+  constexpr uint64_t kHbmMin = 4ULL << 20;
+  if (config.hbm_capacity > 0 && config.hbm_capacity < kHbmMin) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--hbm-capacity: %s is below the 4 MiB minimum", hbm_capacity));
+  }
+  if (config.hbm_segment < kHbmMin) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--hbm-segment: %s is below the 4 MiB minimum", hbm_segment));
+  }
   if (config.hbm_backend != "cuda" && config.hbm_backend != "cpu") {
     return absl::InvalidArgumentError(
         absl::StrFormat("--hbm-backend: '%s' is not 'cuda' or 'cpu'", config.hbm_backend));

@@ -78,7 +78,9 @@ class HbmCpuTest : public DaemonTest {
     std::unique_ptr<KvTransfer> save;
     Status s = gpu->SaveKv(ns, keys, src.kv, nullptr, &save);
     EXPECT_TRUE(s.ok()) << s.ToString();
-    if (save) EXPECT_TRUE(save->Wait().ok());
+    if (save) {
+      EXPECT_TRUE(save->Wait().ok());
+    }
     return src;
   }
   // Two host-path reads: hot enough for HBM (--hbm-promote-hits 2).
