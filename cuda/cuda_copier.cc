@@ -137,9 +137,8 @@ class CudaCopier : public GpuCopier {
   }
 
  private:
-  //   slots: [n] pinned host pointers (or device pointers: slots_on_device),
-  //   [StagingBlockBytes(kv)]
-  //          bytes each
+  //   slots: [n] pointers, [StagingBlockBytes(kv)] bytes each: pinned host memory, or device
+  //          memory when slots_on_device
   absl::Status Copy(const PagedKv& kv, std::span<const int32_t> ids, std::byte* const* slots,
                     bool to_staging, cudaStream_t stream,
                     std::vector<std::shared_ptr<CopyFence>>* layer_done,

@@ -4,6 +4,7 @@
 // through the opened segments bit-exact, blocks left only in HBM still load through DRAM, and
 // bad flags are refused. The cuda backend of the same tier runs in tests/gpu (label gpu).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -189,6 +190,40 @@ TEST_F(HbmCpuTest, BlocksLeftOnlyInHbmStillLoadEverywhere) {
     EXPECT_EQ(load->results()[i], BlockResult::kDone);
     EXPECT_EQ(dst.Block(dst.kv.block_ids[i]), src.Block(static_cast<int32_t>(i))) << i;
   }
+}
+
+// A client that cannot open the segments (here: the hand-out socket is gone) falls back to DRAM:
+// the daemon copies the HBM-only blocks down, every block loads, none is reported half-written.
+TEST_F(HbmCpuTest, SegmentsThatCannotBeOpenedFallBackToDram) {
+  std::unique_ptr<GpuKv> saver;
+  ASSERT_TRUE(GpuKv::Create(client_.get(), GpuBackend::kCpu, &saver).ok());
+  const Namespace ns = RegisterCacheNamespace();
+  const auto keys = RandomKeys(4);
+  Cache src = SaveBlocks(saver.get(), ns, keys);
+  ReadTwice(ns, keys);
+  ASSERT_TRUE(WaitUntil([&] { return Hbm().blocks == keys.size(); }, absl::Seconds(10)));
+  const Namespace big = Register(1 << 20, "filler");
+  const auto filler = RandomKeys(16);
+  auto data = RandomBytes(big.block_bytes, 1);
+  std::vector<const void*> srcs(16, data.data());
+  ASSERT_TRUE(client_->Save(big, filler, srcs).ok());
+  HbmTierInfo info;
+  ASSERT_TRUE(client_->HbmTier(&info).ok());
+  ASSERT_EQ(::unlink(info.socket_path.c_str()), 0);
+  std::unique_ptr<GpuKv> gpu;  // a fresh one: no segment opened yet
+  ASSERT_TRUE(GpuKv::Create(client_.get(), GpuBackend::kCpu, &gpu).ok());
+  const uint64_t hits = Hbm().hits;
+  Cache dst(4);
+  dst.kv.block_ids = {0, 1, 2, 3};
+  std::unique_ptr<KvTransfer> load;
+  ASSERT_TRUE(gpu->LoadKv(ns, keys, dst.kv, nullptr, &load).ok());
+  ASSERT_TRUE(load->Wait().ok());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    EXPECT_EQ(load->results()[i], BlockResult::kDone);
+    EXPECT_EQ(dst.Block(static_cast<int32_t>(i)), src.Block(static_cast<int32_t>(i))) << i;
+  }
+  // The daemon answered from HBM first; the client could not open the segment and read DRAM.
+  EXPECT_GT(Hbm().hits, hits);
 }
 
 TEST(HbmFlagsTest, BadBackendAndTinyCapacityAreRefusedNamingTheFlag) {
