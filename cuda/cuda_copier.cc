@@ -1,10 +1,12 @@
 // The CUDA GpuCopier: device KV ⇄ pinned host slots on the caller's stream. Why two paths: a
 // piece of a paged cache is often small (16 tokens x 8 heads x 128 x bf16 = 32 KiB), so the copy
 // engine would pay its per-copy issue cost per piece; where runs are that small the kernel packs
-// them in HBM and one large DMA per block crosses PCIe (all layers then complete together). Where
+// them in HBM and large DMAs cross PCIe: one per block and group of layers, so layers complete
+// group by group (kernelLayerGroup below), not all at the end. Where
 // the cache keeps large runs contiguous (a whole cross-layer block, or big pieces) the copy engine
 // moves them straight into the slot, layer by layer, with no kernel and no scratch memory. See
 // ChooseCopyPath (gpu_copier.h).
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -115,27 +117,45 @@ class CudaCopier : public GpuCopier {
                 /*to_staging=*/false, static_cast<cudaStream_t>(stream), layer_done);
   }
 
+  absl::Status ScatterFromDevice(std::span<const std::byte* const> staging_blocks,
+                                 std::span<const int32_t> block_ids, const PagedKv& dst,
+                                 void* stream,
+                                 std::vector<std::shared_ptr<CopyFence>>* layer_done) override {
+    const auto* slots = reinterpret_cast<const void* const*>(staging_blocks.data());
+    if (absl::Status s = CheckCopyArgs(dst, block_ids, staging_blocks.size(), slots, true);
+        !s.ok()) {
+      return s;
+    }
+    return Copy(dst, block_ids, const_cast<std::byte* const*>(staging_blocks.data()),
+                /*to_staging=*/false, static_cast<cudaStream_t>(stream), layer_done,
+                /*slots_on_device=*/true);
+  }
+
   absl::Status Synchronize(void* stream) override {
     const cudaError_t e = cudaStreamSynchronize(static_cast<cudaStream_t>(stream));
     return e == cudaSuccess ? absl::OkStatus() : CudaError(e, "cudaStreamSynchronize");
   }
 
  private:
-  //   slots: [n] pinned host pointers, [StagingBlockBytes(kv)] bytes each
+  //   slots: [n] pointers, [StagingBlockBytes(kv)] bytes each: pinned host memory, or device
+  //          memory when slots_on_device
   absl::Status Copy(const PagedKv& kv, std::span<const int32_t> ids, std::byte* const* slots,
                     bool to_staging, cudaStream_t stream,
-                    std::vector<std::shared_ptr<CopyFence>>* layer_done) {
-    if (absl::Status s =
-            pins_.EnsurePinned(reinterpret_cast<const void* const*>(slots), ids.size());
-        !s.ok()) {
-      return s;
+                    std::vector<std::shared_ptr<CopyFence>>* layer_done,
+                    bool slots_on_device = false) {
+    if (!slots_on_device) {
+      if (absl::Status s =
+              pins_.EnsurePinned(reinterpret_cast<const void* const*>(slots), ids.size());
+          !s.ok()) {
+        return s;
+      }
     }
     std::vector<std::shared_ptr<CopyFence>> fences;
     fences.reserve(static_cast<size_t>(kv.num_layers));
     const int64_t run = ContiguousRunBytes(kv);
     absl::Status s;
     if (ChooseCopyPath(kv) == CopyPath::kKernel) {
-      s = CopyWithKernel(kv, ids, slots, to_staging, stream);
+      s = CopyWithKernel(kv, ids, slots, to_staging, stream, &fences);
     } else if (run == StagingBlockBytes(kv)) {
       // A whole block is one run: every layer completes with the last copy.
       RunBatch batch(stream);
@@ -174,12 +194,21 @@ class CudaCopier : public GpuCopier {
     return absl::OkStatus();
   }
 
-  // Kernel path: the cache ⇄ a stream-ordered device scratch region of n staging blocks, and one
-  // DMA per block between scratch and slot. The scratch is freed on the stream after use.
+  // Kernel path: the cache ⇄ a stream-ordered device scratch region of n staging blocks, and
+  // DMAs between scratch and slots. Layers go in groups (KernelLayerGroup): per group, one
+  // launch and one DMA per block of that group's part of the block (contiguous in the staging
+  // format), then an event that completes every layer of the group. So a load's first layers
+  // are usable while later groups still cross PCIe, and a save's first layers may be
+  // overwritten early. The scratch is freed on the stream after use.
+  //   slots: [n] pinned host (or device) pointers, [StagingBlockBytes(kv)] bytes each
+  //   fences: receives one fence per layer
   absl::Status CopyWithKernel(const PagedKv& kv, std::span<const int32_t> ids,
-                              std::byte* const* slots, bool to_staging, cudaStream_t stream) {
+                              std::byte* const* slots, bool to_staging, cudaStream_t stream,
+                              std::vector<std::shared_ptr<CopyFence>>* fences) {
     if (ids.empty()) return absl::OkStatus();
     const int64_t block_bytes = StagingBlockBytes(kv);
+    const int64_t layer_bytes = PiecesPerLayer(kv.layout) * PieceBytes(kv);
+    const int32_t group = KernelLayerGroup(kv);
     const size_t n = ids.size();
     void* scratch = nullptr;
     void* device_ids = nullptr;
@@ -202,19 +231,34 @@ class CudaCopier : public GpuCopier {
     }
     auto* staging = static_cast<std::byte*>(scratch);
     const auto* dev_ids = static_cast<const int32_t*>(device_ids);
-    RunBatch batch(stream);
-    if (s.ok() && to_staging) {
-      s = GatherDevice(kv, dev_ids, static_cast<int32_t>(n), staging, stream);
-      for (size_t i = 0; i < n && s.ok(); ++i) {
-        s = batch.Add(slots[i], staging + i * block_bytes, block_bytes);
+    for (int32_t first = 0; first < kv.num_layers && s.ok(); first += group) {
+      const int32_t count = std::min(group, kv.num_layers - first);
+      const LayerRange layers{first, count};
+      const int64_t part = first * layer_bytes;  // this group's bytes inside a staging block
+      const int64_t part_bytes = count * layer_bytes;
+      RunBatch batch(stream);
+      if (to_staging) {
+        s = GatherDevice(kv, dev_ids, static_cast<int32_t>(n), staging, stream, layers);
+        for (size_t i = 0; i < n && s.ok(); ++i) {
+          s = batch.Add(slots[i] + part, staging + i * block_bytes + part, part_bytes);
+        }
+        if (s.ok()) s = batch.Flush();
+      } else {
+        for (size_t i = 0; i < n && s.ok(); ++i) {
+          s = batch.Add(staging + i * block_bytes + part, slots[i] + part, part_bytes);
+        }
+        if (s.ok()) s = batch.Flush();
+        if (s.ok()) {
+          s = ScatterDevice(staging, dev_ids, static_cast<int32_t>(n), kv, stream, layers);
+        }
       }
-      if (s.ok()) s = batch.Flush();
-    } else if (s.ok()) {
-      for (size_t i = 0; i < n && s.ok(); ++i) {
-        s = batch.Add(staging + i * block_bytes, slots[i], block_bytes);
+      if (!s.ok()) break;
+      absl::StatusOr<std::shared_ptr<CopyFence>> fence = Record(stream);
+      if (!fence.ok()) {
+        s = fence.status();
+        break;
       }
-      if (s.ok()) s = batch.Flush();
-      if (s.ok()) s = ScatterDevice(staging, dev_ids, static_cast<int32_t>(n), kv, stream);
+      for (int32_t l = 0; l < count; ++l) fences->push_back(*fence);
     }
     // Freed in reverse order, after whatever was enqueued.
     if (device_ids != nullptr) {
@@ -225,6 +269,7 @@ class CudaCopier : public GpuCopier {
     if (cudaError_t e = cudaFreeAsync(scratch, stream); e != cudaSuccess && s.ok()) {
       s = CudaError(e, "cudaFreeAsync(scratch)");
     }
+    if (!s.ok()) fences->clear();
     return s;
   }
 

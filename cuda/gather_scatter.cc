@@ -13,8 +13,14 @@ static_assert(kMaxDeviceLayers == internal::kMaxLaunchLayers);
 
 // Host-side checks shared by both directions; fills the kernel's arguments on success.
 absl::Status Prepare(const PagedKv& kv, const int32_t* device_block_ids, int32_t num_ids,
-                     const void* staging, bool to_staging, internal::DeviceCopyArgs& args) {
+                     const void* staging, bool to_staging, LayerRange layers,
+                     internal::DeviceCopyArgs& args) {
   if (absl::Status s = ValidatePagedKv(kv); !s.ok()) return s;
+  const int32_t count = layers.count < 0 ? kv.num_layers - layers.first : layers.count;
+  if (layers.first < 0 || count <= 0 || layers.first + count > kv.num_layers) {
+    return absl::InvalidArgumentError(absl::StrCat("layers [", layers.first, ", +", count,
+                                                   ") outside the ", kv.num_layers, " layers"));
+  }
   if (kv.num_layers > kMaxDeviceLayers) {
     return absl::InvalidArgumentError(absl::StrCat("PagedKv.num_layers = ", kv.num_layers,
                                                    ": at most ", kMaxDeviceLayers, " on a device"));
@@ -35,6 +41,8 @@ absl::Status Prepare(const PagedKv& kv, const int32_t* device_block_ids, int32_t
   args.kv_stride_bytes = kv.kv_stride_bytes;
   args.layer_stride_bytes = kv.layer_stride_bytes;
   args.num_layers = kv.num_layers;
+  args.first_layer = layers.first;
+  args.launch_layers = count;
   args.pieces_per_layer = PiecesPerLayer(kv.layout);
   args.num_blocks = kv.num_blocks;
   args.num_ids = num_ids;
@@ -67,18 +75,20 @@ bool CudaBuilt() {
 int DeviceCount() { return CudaBuilt() ? internal::CudaDeviceCount() : 0; }
 
 absl::Status GatherDevice(const PagedKv& src, const int32_t* device_block_ids, int32_t num_ids,
-                          std::byte* staging, void* stream) {
+                          std::byte* staging, void* stream, LayerRange layers) {
   internal::DeviceCopyArgs args;
-  if (absl::Status s = Prepare(src, device_block_ids, num_ids, staging, true, args); !s.ok()) {
+  if (absl::Status s = Prepare(src, device_block_ids, num_ids, staging, true, layers, args);
+      !s.ok()) {
     return s;
   }
   return Run(args, stream, "GatherDevice");
 }
 
 absl::Status ScatterDevice(const std::byte* staging, const int32_t* device_block_ids,
-                           int32_t num_ids, const PagedKv& dst, void* stream) {
+                           int32_t num_ids, const PagedKv& dst, void* stream, LayerRange layers) {
   internal::DeviceCopyArgs args;
-  if (absl::Status s = Prepare(dst, device_block_ids, num_ids, staging, false, args); !s.ok()) {
+  if (absl::Status s = Prepare(dst, device_block_ids, num_ids, staging, false, layers, args);
+      !s.ok()) {
     return s;
   }
   return Run(args, stream, "ScatterDevice");

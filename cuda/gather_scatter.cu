@@ -12,15 +12,19 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// grid.x = num_ids * num_layers * pieces_per_layer, piece index = (i * layers + layer) * pieces
-// + kv, i.e. the staging order, so consecutive thread blocks write consecutive staging bytes.
+// grid.x = num_ids * launch_layers * pieces_per_layer, launch index = (i * launch_layers +
+// layer - first_layer) * pieces + kv: the staging order, so consecutive thread blocks write
+// consecutive staging bytes. Staging blocks always hold every layer (the full format), so a launch
+// over a layer range reads/writes that range's part of each block.
 template <typename Vec>
 __global__ void CopyPiecesKernel(const DeviceCopyArgs args) {
-  const int64_t piece_index = blockIdx.x;
-  const int32_t kv = static_cast<int32_t>(piece_index % args.pieces_per_layer);
-  const int64_t rest = piece_index / args.pieces_per_layer;
-  const int32_t layer = static_cast<int32_t>(rest % args.num_layers);
-  const int64_t i = rest / args.num_layers;
+  const int64_t launch_index = blockIdx.x;
+  const int32_t kv = static_cast<int32_t>(launch_index % args.pieces_per_layer);
+  const int64_t rest = launch_index / args.pieces_per_layer;
+  const int32_t layer = args.first_layer + static_cast<int32_t>(rest % args.launch_layers);
+  const int64_t i = rest / args.launch_layers;
+  const int64_t piece_index =
+      (i * args.num_layers + layer) * args.pieces_per_layer + kv;  // in the staging region
   const int32_t block = args.block_ids[i];
   if (block < 0 || block >= args.num_blocks) return;  // the host contract was broken: touch nothing
 
@@ -54,7 +58,7 @@ int VectorBytes(const DeviceCopyArgs& args) {
 const char* LaunchCopy(const DeviceCopyArgs& args, void* stream_ptr) {
   const auto stream = static_cast<cudaStream_t>(stream_ptr);
   const int64_t pieces =
-      static_cast<int64_t>(args.num_ids) * args.num_layers * args.pieces_per_layer;
+      static_cast<int64_t>(args.num_ids) * args.launch_layers * args.pieces_per_layer;
   if (pieces <= 0) return nullptr;
   if (pieces > 0x7fffffff) return "too many pieces for one launch";
   const dim3 grid(static_cast<unsigned>(pieces));

@@ -27,6 +27,14 @@ bool CudaBuilt();
 // device. Never fails and never aborts; safe to call on any machine.
 int DeviceCount();
 
+// A range of layers for one launch: [first, first + count); count -1 = to the last layer. Staging
+// blocks always hold every layer (the full staging format); a launch over a range copies that
+// range's part of each block only, so a caller can complete layers in groups.
+struct LayerRange {
+  int32_t first = 0;
+  int32_t count = -1;
+};
+
 // Enqueues on `stream` the copy of blocks block_ids[0..num_ids) of every layer of `src` into
 // `staging` (block i of staging = block block_ids[i]); returns once enqueued. Ids may repeat.
 // The description is validated on the host (ValidatePagedKv; at most kMaxDeviceLayers layers);
@@ -37,7 +45,8 @@ int DeviceCount();
 //   staging: [num_ids, StagingBlockBytes(src)] bytes, device or mapped pinned host memory
 //   stream: cudaStream_t
 [[nodiscard]] absl::Status GatherDevice(const PagedKv& src, const int32_t* device_block_ids,
-                                        int32_t num_ids, std::byte* staging, void* stream);
+                                        int32_t num_ids, std::byte* staging, void* stream,
+                                        LayerRange layers = {});
 
 // The inverse: block device_block_ids[i] of every layer of `dst` = block i of `staging`. Ids
 // must be unique (checked by the caller, as above); bytes outside the named pieces are untouched.
@@ -46,6 +55,7 @@ int DeviceCount();
 //   dst.layer_bases: device memory
 //   stream: cudaStream_t
 [[nodiscard]] absl::Status ScatterDevice(const std::byte* staging, const int32_t* device_block_ids,
-                                         int32_t num_ids, const PagedKv& dst, void* stream);
+                                         int32_t num_ids, const PagedKv& dst, void* stream,
+                                         LayerRange layers = {});
 
 }  // namespace kvtier::cuda

@@ -21,7 +21,9 @@ struct DeviceCopyArgs {
   int64_t block_stride_bytes;
   int64_t kv_stride_bytes;
   int64_t layer_stride_bytes;  // 0 unless kContiguous
-  int32_t num_layers;
+  int32_t num_layers;          // of the description (and of every staging block)
+  int32_t first_layer;  // this launch copies layers [first_layer, first_layer + launch_layers)
+  int32_t launch_layers;
   int32_t pieces_per_layer;  // 1 (mla) or 2
   int32_t num_blocks;        // ids outside [0, num_blocks) are skipped
   int32_t num_ids;

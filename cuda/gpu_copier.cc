@@ -2,6 +2,8 @@
 // cuda_copier.cc.
 #include "cuda/gpu_copier.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "cuda/cpu_gather_scatter.h"
 #include "cuda/gather_scatter.h"
@@ -69,6 +71,13 @@ class CpuCopier : public GpuCopier {
     return absl::OkStatus();
   }
 
+  absl::Status ScatterFromDevice(std::span<const std::byte* const> staging_blocks,
+                                 std::span<const int32_t> block_ids, const PagedKv& dst,
+                                 void* stream,
+                                 std::vector<std::shared_ptr<CopyFence>>* layer_done) override {
+    return Scatter(staging_blocks, block_ids, dst, stream, layer_done);
+  }
+
   absl::Status Synchronize(void* /*stream*/) override { return absl::OkStatus(); }
 
  private:
@@ -102,6 +111,13 @@ int64_t ContiguousRunBytes(const PagedKv& kv) {
 CopyPath ChooseCopyPath(const PagedKv& kv) {
   return ContiguousRunBytes(kv) >= kMinCopyEngineRunBytes ? CopyPath::kCopyEngine
                                                           : CopyPath::kKernel;
+}
+
+int32_t KernelLayerGroup(const PagedKv& kv) {
+  const int64_t layer_bytes = PiecesPerLayer(kv.layout) * PieceBytes(kv);
+  if (kv.num_layers <= 0 || layer_bytes <= 0) return 1;
+  const int64_t group = (kMinCopyEngineRunBytes + layer_bytes - 1) / layer_bytes;
+  return static_cast<int32_t>(std::min<int64_t>(group, kv.num_layers));
 }
 
 std::unique_ptr<GpuCopier> MakeCpuCopier() { return std::make_unique<CpuCopier>(); }

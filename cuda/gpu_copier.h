@@ -61,6 +61,11 @@ int64_t ContiguousRunBytes(const PagedKv& kv);
 // The rule: kCopyEngine when ContiguousRunBytes(kv) >= kMinCopyEngineRunBytes, else kKernel.
 CopyPath ChooseCopyPath(const PagedKv& kv);
 
+// Layers per group on the kernel path: the fewest whose part of a staging block is at least
+// kMinCopyEngineRunBytes (so each DMA stays worth its issue cost), at most every layer. Each
+// group is one launch, one DMA per block, and one completion for its layers.
+int32_t KernelLayerGroup(const PagedKv& kv);
+
 class GpuCopier {
  public:
   virtual ~GpuCopier() = default;
@@ -86,6 +91,14 @@ class GpuCopier {
   //   block_ids: [n] host int32, unique, in [0, dst.num_blocks)
   //   dst.layer_bases: device memory (CUDA) or host memory (CPU)
   [[nodiscard]] virtual absl::Status Scatter(
+      std::span<const std::byte* const> staging_blocks, std::span<const int32_t> block_ids,
+      const PagedKv& dst, void* stream, std::vector<std::shared_ptr<CopyFence>>* layer_done) = 0;
+
+  // Scatter from staging blocks in DEVICE memory (the HBM tier's segments opened through CUDA
+  // IPC): device-to-device, no pinning. The CPU implementation is Scatter (its "device" memory
+  // is host memory, e.g. the cpu HBM backend's shared segments).
+  //   staging_blocks: [n] device pointers, each [StagingBlockBytes(dst)] bytes
+  [[nodiscard]] virtual absl::Status ScatterFromDevice(
       std::span<const std::byte* const> staging_blocks, std::span<const int32_t> block_ids,
       const PagedKv& dst, void* stream, std::vector<std::shared_ptr<CopyFence>>* layer_done) = 0;
 

@@ -26,6 +26,9 @@ class ClientImpl final : public Client {
                     std::unique_ptr<WriteLease>* out) override;
   Status AcquireRead(const Namespace& ns, std::span<const BlockKey> keys,
                      std::unique_ptr<ReadLease>* out) override;
+  Status AcquireReadTiered(const Namespace& ns, std::span<const BlockKey> keys,
+                           std::unique_ptr<ReadLease>* out) override;
+  Status HbmTier(HbmTierInfo* out) override;
 
   Status Drop(uint64_t namespace_id, std::span<const BlockKey> keys, DropResult* out) override;
   Status DropAll(uint64_t namespace_id, DropResult* out) override;
@@ -40,6 +43,8 @@ class ClientImpl final : public Client {
   const std::string& socket_path() const override { return conn_->socket_path(); }
 
  private:
+  Status Acquire(const Namespace& ns, std::span<const BlockKey> keys, bool accept_hbm,
+                 std::unique_ptr<ReadLease>* out);
   Status DropRequest(uint64_t namespace_id, std::span<const BlockKey> keys, bool all,
                      DropResult* out);
 

@@ -113,6 +113,10 @@ Status Connection::Open(const ClientOptions& options, std::shared_ptr<Connection
 
   v1::ArenaInfoResponse info;
   if (Status s = conn->FetchArenaInfo(&info); !s.ok()) return s;
+  {
+    absl::MutexLock lock(&conn->mu_);
+    conn->SetHbm(info);
+  }
   if (options.map_arena) {
     std::string fd_path = info.fd_socket_path().empty() ? abs + ".arena" : info.fd_socket_path();
     conn->arena_socket_path_ = Absolute(fd_path);
@@ -203,6 +207,7 @@ Status Connection::Arena(std::shared_ptr<const ArenaMapping>* out) {
   if (Status s = FetchArenaInfo(&info); !s.ok()) return s;
   // Checked against the daemon that answers now. (A reconnect after this marks it again.)
   arena_suspect_.store(false);
+  SetHbm(info);
   // A new daemon has a new generation; one that reused its predecessor's is caught by the old
   // owner being gone. Either way map its arena; leases of the old one keep the old mapping alive.
   if (info.generation() != arena_->generation() || info.arena_bytes() != arena_->size() ||
@@ -216,6 +221,23 @@ Status Connection::Arena(std::shared_ptr<const ArenaMapping>* out) {
   }
   *out = arena_;
   return Status();
+}
+
+void Connection::SetHbm(const v1::ArenaInfoResponse& info) {
+  hbm_ = HbmTierInfo{};
+  hbm_.generation = info.generation();
+  if (info.hbm_socket_path().empty()) return;
+  hbm_.present = true;
+  hbm_.socket_path = info.hbm_socket_path();
+  hbm_.backend = info.hbm_backend();
+  hbm_.device = info.hbm_device();
+  hbm_.segments = info.hbm_segments();
+  hbm_.segment_bytes = info.hbm_segment_bytes();
+}
+
+HbmTierInfo Connection::Hbm() {
+  absl::MutexLock lock(&mu_);
+  return hbm_;
 }
 
 Status Connection::CommitLease(uint64_t lease_id) {

@@ -45,6 +45,9 @@ class Connection {
   // map_arena. No thread watches the channel: a client must stay safe to use across fork().
   Status Arena(std::shared_ptr<const ArenaMapping>* out);
 
+  // The daemon's HBM tier as of the last arena check.
+  HbmTierInfo Hbm();
+
   // Commits every key of a write lease.
   Status CommitLease(uint64_t lease_id);
   // Ends a lease (a write lease not committed is aborted).
@@ -66,6 +69,8 @@ class Connection {
 
   absl::Mutex mu_;
   std::shared_ptr<const ArenaMapping> arena_ ABSL_GUARDED_BY(mu_);
+  HbmTierInfo hbm_ ABSL_GUARDED_BY(mu_);
+  void SetHbm(const v1::ArenaInfoResponse& info) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::atomic<bool> arena_suspect_{false};
 };
 

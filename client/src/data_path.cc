@@ -106,6 +106,22 @@ Status ClientImpl::BeginWrite(const Namespace& ns, std::span<const BlockKey> key
 
 Status ClientImpl::AcquireRead(const Namespace& ns, std::span<const BlockKey> keys,
                                std::unique_ptr<ReadLease>* out) {
+  return Acquire(ns, keys, /*accept_hbm=*/false, out);
+}
+
+Status ClientImpl::AcquireReadTiered(const Namespace& ns, std::span<const BlockKey> keys,
+                                     std::unique_ptr<ReadLease>* out) {
+  return Acquire(ns, keys, /*accept_hbm=*/true, out);
+}
+
+Status ClientImpl::HbmTier(HbmTierInfo* out) {
+  if (out == nullptr) return Invalid("HbmTier: out is null");
+  *out = conn_->Hbm();
+  return Status();
+}
+
+Status ClientImpl::Acquire(const Namespace& ns, std::span<const BlockKey> keys, bool accept_hbm,
+                           std::unique_ptr<ReadLease>* out) {
   if (out == nullptr) return Invalid("AcquireRead: out is null");
   std::shared_ptr<const ArenaMapping> arena;
   if (Status s = conn_->Arena(&arena); !s.ok()) return s;
@@ -119,6 +135,7 @@ Status ClientImpl::AcquireRead(const Namespace& ns, std::span<const BlockKey> ke
   request.set_namespace_id(ns.id);
   request.set_keys(EncodeBlockKeys(keys));
   request.set_lease_ms(conn_->lease_ms());
+  request.set_accept_hbm(accept_hbm);
   v1::AcquireResponse response;
   grpc::ClientContext context;
   conn_->Prepare(&context);
@@ -127,8 +144,19 @@ Status ClientImpl::AcquireRead(const Namespace& ns, std::span<const BlockKey> ke
   }
 
   std::vector<uint64_t> offsets(response.offsets().begin(), response.offsets().end());
+  std::vector<HbmBlockRef> hbm;
+  if (response.hbm_segments_size() > 0) {
+    if (!accept_hbm || response.hbm_segments_size() != response.hbm_offsets_size() ||
+        static_cast<size_t>(response.hbm_segments_size()) != offsets.size()) {
+      return Status(Status::Code::kInternal, "kvtierd answered HBM locations that do not match");
+    }
+    for (int i = 0; i < response.hbm_segments_size(); ++i) {
+      hbm.push_back({response.hbm_segments(i), response.hbm_offsets(i)});
+    }
+  }
+  const HbmTierInfo tier = conn_->Hbm();
   auto lease = std::make_unique<ArenaReadLease>(conn_, arena, response.lease_id(),
-                                                response.block_bytes(), offsets);
+                                                response.block_bytes(), offsets, hbm);
   if (offsets.size() > keys.size()) {
     return Status(Status::Code::kInternal, "kvtierd answered " + std::to_string(offsets.size()) +
                                                " offsets for " + std::to_string(keys.size()) +
@@ -136,8 +164,14 @@ Status ClientImpl::AcquireRead(const Namespace& ns, std::span<const BlockKey> ke
   }
   if (!offsets.empty()) {
     if (Status s = CheckBlockBytes(ns, response.block_bytes()); !s.ok()) return s;
-    for (uint64_t offset : offsets) {
-      if (offset == kExistsOffset) {
+    for (size_t i = 0; i < offsets.size(); ++i) {
+      const bool in_hbm = i < hbm.size() && hbm[i].valid();
+      if (in_hbm && (hbm[i].segment >= tier.segments || hbm[i].offset > tier.segment_bytes ||
+                     response.block_bytes() > tier.segment_bytes - hbm[i].offset)) {
+        return Status(Status::Code::kInternal,
+                      "kvtierd answered an HBM location outside its pool for an acquired key");
+      }
+      if (offsets[i] == kExistsOffset && !in_hbm) {
         return Status(Status::Code::kInternal, "kvtierd answered no offset for an acquired key");
       }
     }

@@ -2,10 +2,13 @@
 // slot is the staging block, so the copier writes (save) or reads (load) it directly and the
 // bytes cross PCIe once. A lease lives in its KvTransfer until every copy touching its slots has
 // finished, so the daemon never reuses a slot under an in-flight DMA.
+#include <cstdio>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "client/src/hbm_segments.h"
 #include "cuda/cpu_gather_scatter.h"
 #include "cuda/gather_scatter.h"
 #include "cuda/gpu_copier.h"
@@ -72,18 +75,25 @@ Status CheckRequest(const Namespace& ns, std::span<const BlockKey> keys, const P
   return Status();
 }
 
+// One copy call's blocks and completions. A transfer has one group (a save; a load from DRAM)
+// or two (a load reading some blocks from DRAM and others from the HBM tier): the groups write
+// disjoint blocks, so one group's failure leaves the other's results intact.
+struct CopyGroup {
+  std::vector<size_t> copied;                          // key indices whose blocks the fences cover
+  std::vector<std::shared_ptr<kc::CopyFence>> fences;  // one per layer
+  Status status;  // an error: every block of the group reports kFailed
+};
+
 class Transfer : public KvTransfer {
  public:
-  // `copied`: the keys whose blocks the fences cover (they read kPending until Wait()).
-  Transfer(std::vector<BlockResult> results, std::vector<size_t> copied,
-           std::vector<std::shared_ptr<kc::CopyFence>> fences, size_t num_layers,
+  Transfer(std::vector<BlockResult> results, std::vector<CopyGroup> groups, size_t num_layers,
            std::unique_ptr<WriteLease> write, std::unique_ptr<ReadLease> read)
       : results_(std::move(results)),
-        copied_(std::move(copied)),
-        fences_(std::move(fences)),
+        groups_(std::move(groups)),
         num_layers_(num_layers),
         write_(std::move(write)),
-        read_(std::move(read)) {}
+        read_(std::move(read)),
+        save_(write_ != nullptr) {}
   ~Transfer() override { (void)Wait(); }
 
   size_t num_layers() const override { return num_layers_; }
@@ -93,23 +103,31 @@ class Transfer : public KvTransfer {
       return Status(Status::Code::kOutOfRange,
                     absl::StrCat("WaitLayer(", layer, "): only ", num_layers_, " layers"));
     }
-    if (finished_ || !copy_status_.ok()) return finished_ ? final_status_ : copy_status_;
-    if (layer < fences_.size()) {
-      if (absl::Status s = fences_[layer]->Wait(); !s.ok()) copy_status_ = FromAbsl(s);
+    if (finished_) return final_status_;
+    Status first;
+    for (CopyGroup& g : groups_) {
+      if (g.status.ok() && layer < g.fences.size()) {
+        if (absl::Status s = g.fences[layer]->Wait(); !s.ok()) g.status = FromAbsl(s);
+      }
+      if (!g.status.ok() && first.ok()) first = g.status;
     }
-    return copy_status_;
+    return first;
   }
 
   Status Wait() override {
     if (finished_) return final_status_;
-    for (const std::shared_ptr<kc::CopyFence>& fence : fences_) {
-      if (!copy_status_.ok()) break;
-      if (absl::Status s = fence->Wait(); !s.ok()) copy_status_ = FromAbsl(s);
+    Status first;
+    for (CopyGroup& g : groups_) {
+      for (const std::shared_ptr<kc::CopyFence>& fence : g.fences) {
+        if (!g.status.ok()) break;
+        if (absl::Status s = fence->Wait(); !s.ok()) g.status = FromAbsl(s);
+      }
+      // A failed fence can leave later copies in flight; the others have completed already.
+      for (const std::shared_ptr<kc::CopyFence>& fence : g.fences) (void)fence->Wait();
+      g.fences.clear();
+      if (!g.status.ok() && first.ok()) first = g.status;
     }
-    // A failed fence can leave later copies in flight; the others have completed already.
-    for (const std::shared_ptr<kc::CopyFence>& fence : fences_) (void)fence->Wait();
-    fences_.clear();
-    final_status_ = copy_status_;
+    final_status_ = first;
     if (write_ != nullptr) {
       if (final_status_.ok()) {
         final_status_ = write_->Commit();
@@ -123,8 +141,10 @@ class Transfer : public KvTransfer {
       (void)read_->Release();
       read_.reset();
     }
-    for (size_t i : copied_) {
-      results_[i] = final_status_.ok() ? BlockResult::kDone : BlockResult::kFailed;
+    for (const CopyGroup& g : groups_) {
+      // A save commits all or nothing: its blocks fail with the commit too.
+      const bool ok = save_ ? final_status_.ok() : g.status.ok();
+      for (size_t i : g.copied) results_[i] = ok ? BlockResult::kDone : BlockResult::kFailed;
     }
     finished_ = true;
     return final_status_;
@@ -134,12 +154,11 @@ class Transfer : public KvTransfer {
 
  private:
   std::vector<BlockResult> results_;
-  std::vector<size_t> copied_;
-  std::vector<std::shared_ptr<kc::CopyFence>> fences_;
+  std::vector<CopyGroup> groups_;
   size_t num_layers_;
   std::unique_ptr<WriteLease> write_;
   std::unique_ptr<ReadLease> read_;
-  Status copy_status_;
+  const bool save_;
   Status final_status_;
   bool finished_ = false;
 };
@@ -161,7 +180,7 @@ class GpuKvImpl : public GpuKv {
     if (Status s = client_->BeginWrite(ns, keys, parent, &lease); !s.ok()) return s;
 
     std::vector<BlockResult> results(keys.size(), BlockResult::kSkipped);
-    std::vector<size_t> copied;
+    CopyGroup group;
     std::vector<int32_t> ids;
     std::vector<std::byte*> slots;
     for (size_t i = 0; i < keys.size(); ++i) {
@@ -172,17 +191,18 @@ class GpuKvImpl : public GpuKv {
                       absl::StrCat("SaveKv: slot of ", slot.size(), " bytes for ", ns.block_bytes));
       }
       results[i] = BlockResult::kPending;
-      copied.push_back(i);
+      group.copied.push_back(i);
       ids.push_back(kv.block_ids[i]);
       slots.push_back(slot.data());
     }
-    std::vector<std::shared_ptr<kc::CopyFence>> fences;
-    if (absl::Status s = copier_->Gather(desc, ids, slots, stream, &fences); !s.ok()) {
+    if (absl::Status s = copier_->Gather(desc, ids, slots, stream, &group.fences); !s.ok()) {
       (void)copier_->Synchronize(stream);  // nothing in flight into the slots the abort frees
       return FromAbsl(s);
     }
+    std::vector<CopyGroup> groups;
+    groups.push_back(std::move(group));
     *out =
-        std::make_unique<Transfer>(std::move(results), std::move(copied), std::move(fences),
+        std::make_unique<Transfer>(std::move(results), std::move(groups),
                                    static_cast<size_t>(kv.num_layers), std::move(lease), nullptr);
     return Status();
   }
@@ -193,38 +213,99 @@ class GpuKvImpl : public GpuKv {
     std::vector<std::byte*> bases;
     const kc::PagedKv desc = ToCuda(kv, bases);
     if (Status s = CheckRequest(ns, keys, kv, desc, true, "LoadKv"); !s.ok()) return s;
+    std::shared_ptr<client_internal::HbmSegments> segments = Segments();
     std::unique_ptr<ReadLease> lease;
-    if (Status s = client_->AcquireRead(ns, keys, &lease); !s.ok()) return s;
+    Status acquired = segments != nullptr ? client_->AcquireReadTiered(ns, keys, &lease)
+                                          : client_->AcquireRead(ns, keys, &lease);
+    if (!acquired.ok()) return acquired;
 
     const size_t present = lease->size();
     std::vector<BlockResult> results(keys.size(), BlockResult::kSkipped);
-    std::vector<size_t> copied;
-    std::vector<const std::byte*> slots;
+    CopyGroup dram, hbm;
+    std::vector<const std::byte*> dram_slots, hbm_slots;
+    std::vector<int32_t> dram_ids, hbm_ids;
     for (size_t i = 0; i < present; ++i) {
+      if (const HbmBlockRef ref = lease->hbm(i); ref.valid() && segments != nullptr) {
+        absl::StatusOr<std::byte*> base = segments->Base(ref.segment);
+        if (base.ok()) {
+          results[i] = BlockResult::kPending;
+          hbm.copied.push_back(i);
+          hbm_ids.push_back(kv.block_ids[i]);
+          hbm_slots.push_back(*base + ref.offset);
+          continue;
+        }
+        if (lease->block(i).empty()) {
+          // Held only in HBM and its segment cannot be opened here: stop asking for HBM and
+          // read everything through DRAM (the daemon copies such blocks down for that read).
+          DisableHbm(segments, base.status());
+          lease.reset();
+          return LoadKv(ns, keys, kv, stream, out);
+        }
+      }
       std::span<const std::byte> slot = lease->block(i);
       if (slot.size() != ns.block_bytes) {
         return Status(Status::Code::kInternal,
                       absl::StrCat("LoadKv: slot of ", slot.size(), " bytes for ", ns.block_bytes));
       }
       results[i] = BlockResult::kPending;
-      copied.push_back(i);
-      slots.push_back(slot.data());
+      dram.copied.push_back(i);
+      dram_ids.push_back(kv.block_ids[i]);
+      dram_slots.push_back(slot.data());
     }
-    std::vector<std::shared_ptr<kc::CopyFence>> fences;
-    std::span<const int32_t> ids(kv.block_ids.data(), present);
-    if (absl::Status s = copier_->Scatter(slots, ids, desc, stream, &fences); !s.ok()) {
+    // Enqueue both; a group that fails to enqueue is waited out (part of it may be in flight)
+    // and its blocks fail: never reported loaded half-written.
+    absl::Status dram_s = copier_->Scatter(dram_slots, dram_ids, desc, stream, &dram.fences);
+    absl::Status hbm_s = hbm_slots.empty() ? absl::OkStatus()
+                                           : copier_->ScatterFromDevice(hbm_slots, hbm_ids, desc,
+                                                                        stream, &hbm.fences);
+    if (!dram_s.ok() || !hbm_s.ok()) {
       (void)copier_->Synchronize(stream);  // no DMA still reading the slots the release frees
-      return FromAbsl(s);
+      if (hbm_slots.empty() || (!dram_s.ok() && !hbm_s.ok())) {
+        return FromAbsl(dram_s.ok() ? hbm_s : dram_s);
+      }
+      if (!dram_s.ok()) dram.status = FromAbsl(dram_s);
+      if (!hbm_s.ok()) hbm.status = FromAbsl(hbm_s);
     }
+    std::vector<CopyGroup> groups;
+    groups.push_back(std::move(dram));
+    if (!hbm_slots.empty()) groups.push_back(std::move(hbm));
     *out =
-        std::make_unique<Transfer>(std::move(results), std::move(copied), std::move(fences),
+        std::make_unique<Transfer>(std::move(results), std::move(groups),
                                    static_cast<size_t>(kv.num_layers), nullptr, std::move(lease));
     return Status();
   }
 
  private:
+  // The HBM tier's segments for this client's daemon, when this backend can read them: cuda
+  // reads a cuda pool device-to-device, cpu reads a cpu pool's shared memory. Null: DRAM only.
+  std::shared_ptr<client_internal::HbmSegments> Segments() {
+    HbmTierInfo info;
+    if (!client_->HbmTier(&info).ok() || !info.present || info.backend != copier_->name()) {
+      return nullptr;
+    }
+    absl::MutexLock lock(&mu_);
+    if (disabled_generation_ == info.generation) return nullptr;
+    if (segments_ == nullptr || segments_->info().generation != info.generation) {
+      segments_ = std::make_shared<client_internal::HbmSegments>(info);
+    }
+    return segments_;
+  }
+
+  void DisableHbm(const std::shared_ptr<client_internal::HbmSegments>& segments,
+                  const absl::Status& why) {
+    absl::MutexLock lock(&mu_);
+    disabled_generation_ = segments->info().generation;
+    disabled_reason_ = std::string(why.message());
+    std::fprintf(stderr, "kvtier: HBM tier not readable here (%s); loading through DRAM\n",
+                 disabled_reason_.c_str());
+  }
+
   Client* client_;
   std::unique_ptr<kc::GpuCopier> copier_;
+  absl::Mutex mu_;
+  std::shared_ptr<client_internal::HbmSegments> segments_ ABSL_GUARDED_BY(mu_);
+  uint64_t disabled_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string disabled_reason_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -48,8 +48,10 @@ Status ArenaWriteLease::Abort() {
 
 ArenaReadLease::ArenaReadLease(std::shared_ptr<Connection> conn,
                                std::shared_ptr<const ArenaMapping> arena, uint64_t lease_id,
-                               uint64_t block_bytes, std::vector<uint64_t> offsets)
-    : conn_(std::move(conn)),
+                               uint64_t block_bytes, std::vector<uint64_t> offsets,
+                               std::vector<HbmBlockRef> hbm)
+    : hbm_(std::move(hbm)),
+      conn_(std::move(conn)),
       arena_(std::move(arena)),
       lease_id_(lease_id),
       block_bytes_(block_bytes),
@@ -60,8 +62,13 @@ ArenaReadLease::~ArenaReadLease() {
 }
 
 std::span<const std::byte> ArenaReadLease::block(size_t i) const {
-  if (!open_ || i >= offsets_.size()) return {};
+  if (!open_ || i >= offsets_.size() || offsets_[i] == kExistsOffset) return {};
   return {arena_->base() + offsets_[i], block_bytes_};
+}
+
+HbmBlockRef ArenaReadLease::hbm(size_t i) const {
+  if (!open_ || i >= hbm_.size()) return {};
+  return hbm_[i];
 }
 
 Status ArenaReadLease::Release() {

@@ -35,15 +35,20 @@ class ArenaWriteLease final : public WriteLease {
 // Blocks pinned by Acquire: the leading present prefix of the keys asked for.
 class ArenaReadLease final : public ReadLease {
  public:
+  // `hbm`: empty, or one per offset (AcquireReadTiered); offsets[i] is kExistsOffset for a
+  // block answered from HBM only.
   ArenaReadLease(std::shared_ptr<Connection> conn, std::shared_ptr<const ArenaMapping> arena,
-                 uint64_t lease_id, uint64_t block_bytes, std::vector<uint64_t> offsets);
+                 uint64_t lease_id, uint64_t block_bytes, std::vector<uint64_t> offsets,
+                 std::vector<HbmBlockRef> hbm = {});
   ~ArenaReadLease() override;  // releases when still open (best effort)
 
   size_t size() const override { return open_ ? offsets_.size() : 0; }
   std::span<const std::byte> block(size_t i) const override;
+  HbmBlockRef hbm(size_t i) const override;
   Status Release() override;
 
  private:
+  std::vector<HbmBlockRef> hbm_;
   std::shared_ptr<Connection> conn_;
   std::shared_ptr<const ArenaMapping> arena_;
   uint64_t lease_id_;  // 0: nothing acquired

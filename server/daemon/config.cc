@@ -144,6 +144,16 @@ absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_
   app.add_option("--hbm-capacity", hbm_capacity,
                  "HBM tier: a device memory pool of this size on --gpu (needs a CUDA device)");
   app.add_option("--gpu", config.gpu, "CUDA device of the HBM tier")->capture_default_str();
+  app.add_option("--hbm-backend", config.hbm_backend,
+                 "HBM tier memory: 'cuda' (device memory, CUDA IPC) or 'cpu' (shared memory "
+                 "standing in for it, for testing without a GPU)")
+      ->capture_default_str();
+  app.add_option("--hbm-promote-hits", config.hbm_promote_hits,
+                 "A block is promoted into HBM when a read brings its hits to this (0: never)")
+      ->capture_default_str();
+  std::string hbm_segment;
+  app.add_option("--hbm-segment", hbm_segment,
+                 "Largest HBM pool segment (one allocation and one IPC handle each); default 1GiB");
   app.add_option("--peers", config.peers,
                  "Cluster with a static roster: id@host:port,... (this node included; every "
                  "daemon gets the same list). Needs --listen (or takes its own entry's address)");
@@ -227,6 +237,25 @@ absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_
     auto size = ParseSize(hbm_capacity, "--hbm-capacity");
     if (!size.ok()) return size.status();
     config.hbm_capacity = *size;
+  }
+  if (!hbm_segment.empty()) {
+    auto size = ParseSize(hbm_segment, "--hbm-segment");
+    if (!size.ok()) return size.status();
+    config.hbm_segment = *size;
+  }
+  // Checked here, before the DRAM arena is reserved: the pool is cut into 4 MiB slabs.
+  constexpr uint64_t kHbmMin = 4ULL << 20;
+  if (config.hbm_capacity > 0 && config.hbm_capacity < kHbmMin) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--hbm-capacity: %s is below the 4 MiB minimum", hbm_capacity));
+  }
+  if (config.hbm_segment < kHbmMin) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--hbm-segment: %s is below the 4 MiB minimum", hbm_segment));
+  }
+  if (config.hbm_backend != "cuda" && config.hbm_backend != "cpu") {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--hbm-backend: '%s' is not 'cuda' or 'cpu'", config.hbm_backend));
   }
   if (config.gpu < 0) {
     return absl::InvalidArgumentError(

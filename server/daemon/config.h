@@ -35,6 +35,11 @@ struct DaemonConfig {
   // HBM tier: asked for with a capacity; present only with a CUDA device.
   uint64_t hbm_capacity = 0;
   int gpu = 0;
+  // "cuda" (default: a device pool on --gpu, absent without a device) or "cpu" (memfd segments
+  // standing in for device memory: the whole tier's logic without a GPU, for tests).
+  std::string hbm_backend = "cuda";
+  uint32_t hbm_promote_hits = 2;      // reads that make a block hot enough for HBM
+  uint64_t hbm_segment = 1ULL << 30;  // largest pool segment (one cudaMalloc / memfd each)
   // Cluster: off unless --peers or --etcd is given (not both).
   std::string peers;                // static roster: id@host:port,...
   std::string etcd;                 // etcd endpoint host:port

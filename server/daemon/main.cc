@@ -20,11 +20,13 @@
 #include "common/size.h"
 #include "common/tls_files.h"
 #include "cuda/gather_scatter.h"
+#include "cuda/pinned_host.h"
 #include "server/cluster/cluster_node.h"
 #include "server/cluster/etcd_membership.h"
 #include "server/cluster/static_peers.h"
 #include "server/daemon/config.h"
 #include "server/dram/arena.h"
+#include "server/hbm/device_pool.h"
 #include "server/metrics/kvtier_metrics.h"
 #include "server/metrics/metrics_server.h"
 #include "server/nvme/nvme_store.h"
@@ -33,6 +35,7 @@
 #include "server/security/request_log.h"
 #include "server/security/unix_peer_listener.h"
 #include "server/service/arena_fd_server.h"
+#include "server/service/hbm_handle_server.h"
 #include "server/service/kvtier_service.h"
 #include "server/service/peer_service.h"
 #include "server/store/block_store.h"
@@ -119,6 +122,7 @@ int Run(int argc, char** argv) {
   store_options.demote_watermark = config.demote_watermark;
   store_options.nvme_admit =
       config.nvme_admit == "all" ? StoreOptions::Admit::kAll : StoreOptions::Admit::kReused;
+  store_options.hbm_promote_hits = config.hbm_promote_hits;
   BlockStore store((*arena)->size(), store_options);
 
   // The cluster, when asked for: UCX for the bytes, the Peer service for control. Set up before
@@ -205,28 +209,74 @@ int Run(int argc, char** argv) {
   info.arena_bytes = (*arena)->size();
   info.arena_generation = (*arena)->generation();
   info.started_ms = store.NowMs();
-  // The HBM tier needs a CUDA device; the device pool itself is not built yet, so the tier is
-  // listed as absent with the reason (docs/architecture.md, Status).
+  // --- HBM tier (issue 5) ----------------------------------------------------------------------
+  // A device pool above DRAM: the cuda backend on --gpu (absent, with the reason, without a
+  // device), or the cpu backend when asked for explicitly (tests). Hot blocks are promoted into
+  // it by the mover below; engines open its segments through <socket>.hbm.
   const int devices = cuda::DeviceCount();
   if (devices == 0) {
-    spdlog::info("no CUDA device: running without the HBM tier");
+    spdlog::info("no CUDA device: running without a CUDA HBM tier");
   } else {
-    spdlog::info("{} CUDA device(s); the HBM tier is not built yet, so blocks stay in DRAM/NVMe",
-                 devices);
+    spdlog::info("{} CUDA device(s)", devices);
   }
+  std::unique_ptr<DevicePool> hbm_pool;
+  std::unique_ptr<HbmHandleServer> hbm_server;
+  std::unique_ptr<BackgroundLoop> hbm_mover;
+  cuda::PinnedHostRange pinned_arena;  // cuda backend: the arena is page-locked for its copies
   if (config.hbm_capacity > 0) {
-    TierCounters hbm;
-    hbm.name = "hbm";
-    hbm.status =
-        devices == 0 ? "absent: no CUDA device (or driver) on this machine"
-        : config.gpu >= devices
-            ? absl::StrFormat("absent: --gpu %d, but this machine has %d device(s)", config.gpu,
-                              devices)
-            : absl::StrFormat("absent: the HBM device pool is not built yet (device %d found)",
-                              config.gpu);
-    spdlog::warn("--hbm-capacity {}: HBM tier {}", FormatBytes(config.hbm_capacity), hbm.status);
-    info.extra_tiers.push_back(hbm);
+    std::string absent;
+    if (config.hbm_backend == "cpu") {
+      auto pool = CreateCpuDevicePool(config.hbm_capacity, config.hbm_segment);
+      if (!pool.ok()) return Fail(pool.status());
+      hbm_pool = std::move(*pool);
+    } else if (devices == 0) {
+      absent = "absent: no CUDA device (or driver) on this machine";
+    } else if (config.gpu >= devices) {
+      absent = absl::StrFormat("absent: --gpu %d, but this machine has %d device(s)", config.gpu,
+                               devices);
+    } else {
+      auto pool = CreateCudaDevicePool(config.hbm_capacity, config.hbm_segment, config.gpu);
+      if (!pool.ok()) return Fail(pool.status());
+      hbm_pool = std::move(*pool);
+      auto pinned = cuda::PinHostRange((*arena)->base(), (*arena)->size());
+      if (pinned.ok()) {
+        pinned_arena = std::move(*pinned);
+      } else {
+        spdlog::warn("hbm: DRAM arena not page-locked ({}); HBM copies go through pageable memory",
+                     pinned.status().ToString());
+      }
+    }
+    if (!absent.empty()) {
+      TierCounters hbm;
+      hbm.name = "hbm";
+      hbm.status = absent;
+      spdlog::warn("--hbm-capacity {}: HBM tier {}", FormatBytes(config.hbm_capacity), absent);
+      info.extra_tiers.push_back(hbm);
+    } else {
+      store.AttachHbm(hbm_pool.get(), (*arena)->base());
+      const std::string hbm_socket = socket + ".hbm";
+      absl::StatusOr<std::unique_ptr<HbmHandleServer>> started;
+      {
+        ScopedUmask owner_only(0177);
+        started = HbmHandleServer::Start(hbm_socket, hbm_pool.get(), (*arena)->generation());
+      }
+      if (!started.ok()) return Fail(started.status());
+      hbm_server = std::move(*started);
+      if (auto s = OpenSocketToGroup(hbm_socket, config.socket_gid); !s.ok()) return Fail(s);
+      info.hbm.socket_path = hbm_socket;
+      info.hbm.backend = hbm_pool->backend();
+      info.hbm.device = hbm_pool->device();
+      info.hbm.segments = hbm_pool->num_segments();
+      info.hbm.segment_bytes = hbm_pool->segment_bytes();
+      hbm_mover = std::make_unique<BackgroundLoop>(absl::Milliseconds(5),
+                                                   [&store] { return store.PromoteSome(32) > 0; });
+      spdlog::info("hbm tier: {} backend, {} in {} segment(s){}", hbm_pool->backend(),
+                   FormatBytes(hbm_pool->capacity()), hbm_pool->num_segments(),
+                   hbm_pool->device() >= 0 ? absl::StrFormat(" on device %d", hbm_pool->device())
+                                           : std::string());
+    }
   }
+  // --- end HBM tier -----------------------------------------------------------------------------
   RateSampler rates(&store, /*period_ms=*/1000);
   KvTierService service(&store, info, &rates);
   std::unique_ptr<PeerService> peer_service;
@@ -351,7 +401,7 @@ int Run(int argc, char** argv) {
     membership = std::move(*started);
   }
   serving.store(true);
-  spdlog::info("tiers: {}", nvme ? "DRAM, NVMe" : "DRAM only");
+  spdlog::info("tiers: {}{}", hbm_pool ? "HBM, " : "", nvme ? "DRAM, NVMe" : "DRAM only");
   // The real port, when --listen asked for port 0.
   const std::string listening =
       (config.listen.empty()
@@ -370,9 +420,14 @@ int Run(int argc, char** argv) {
                                 config.metrics_listen.substr(0, config.metrics_listen.rfind(':')),
                                 metrics->port())
               : "";
-  std::printf("kvtierd ready: node=%s socket=%s dram=%s%s%s%s%s pid=%d\n", config.node_id.c_str(),
-              config.socket_path.c_str(), FormatBytes((*arena)->size()).c_str(), nvme_text.c_str(),
-              listening.c_str(), cluster_text.c_str(), metrics_text.c_str(), getpid());
+  const std::string hbm_text =
+      hbm_pool
+          ? absl::StrFormat(" hbm=%s(%s)", FormatBytes(hbm_pool->capacity()), hbm_pool->backend())
+          : "";
+  std::printf("kvtierd ready: node=%s socket=%s dram=%s%s%s%s%s%s pid=%d\n", config.node_id.c_str(),
+              config.socket_path.c_str(), FormatBytes((*arena)->size()).c_str(), hbm_text.c_str(),
+              nvme_text.c_str(), listening.c_str(), cluster_text.c_str(), metrics_text.c_str(),
+              getpid());
   std::fflush(stdout);
 
   int sig = 0;
@@ -389,6 +444,8 @@ int Run(int argc, char** argv) {
   unix_peers.reset();  // after the last call that could look its caller up
   if (metrics) metrics->Stop();
   mover.reset();  // before the store and the device it writes to
+  hbm_mover.reset();
+  hbm_server.reset();
   if (cluster) {
     store.SetListener(nullptr);
     cluster.reset();  // waits out its calls in flight, before the transport they use

@@ -25,13 +25,15 @@ struct BlockId {
 enum class BlockState : uint8_t {
   kWriting,    // DRAM slot reserved under a write lease, bytes not committed; invisible to readers
   kReady,      // readable from the tiers it is in
-  kPromoting,  // on NVMe, being read into its DRAM slot; readers wait for that one IO
+  kPromoting,  // on NVMe (or only in HBM), being read into its DRAM slot; readers wait for that
+               // one copy
 };
 const char* BlockStateName(BlockState state);
 
 inline constexpr uint64_t kNoLease = 0;
 
-// One block and the copies it has: a DRAM slot, an NVMe record, or both (a clean DRAM copy).
+// One block and the copies it has: a DRAM slot, an NVMe record, an HBM slot, or several (a copy
+// is clean when another tier holds the same bytes).
 struct BlockEntry {
   uint64_t bytes = 0;  // block size
   BlockState state = BlockState::kWriting;
@@ -43,6 +45,12 @@ struct BlockEntry {
   bool on_nvme = false;  // a verified copy sits in an NVMe record
   uint32_t nvme_region = 0;
   uint64_t nvme_offset = 0;
+
+  bool in_hbm = false;          // a copy sits in the HBM tier's device pool
+  uint64_t hbm_offset = 0;      // pool-wide: segment * segment_bytes + offset in the segment
+  uint64_t hbm_slot_bytes = 0;  // HBM size class
+  bool hbm_visited = false;     // the HBM tier's SIEVE mark: read from HBM since the hand passed
+  bool hbm_queued = false;      // waiting for the mover to copy it into HBM
 
   uint32_t readers = 0;  // read leases (and promotions) holding it
   uint32_t io_pins = 0;  // NVMe writes reading its DRAM slot

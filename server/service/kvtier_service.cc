@@ -75,6 +75,13 @@ grpc::ServerUnaryReactor* KvTierService::GetArenaInfo(grpc::CallbackServerContex
   resp->set_generation(info_.arena_generation);
   resp->set_node_id(info_.node_id);
   resp->set_version(info_.version);
+  if (!info_.hbm.socket_path.empty()) {
+    resp->set_hbm_socket_path(info_.hbm.socket_path);
+    resp->set_hbm_backend(info_.hbm.backend);
+    resp->set_hbm_device(info_.hbm.device);
+    resp->set_hbm_segments(info_.hbm.segments);
+    resp->set_hbm_segment_bytes(info_.hbm.segment_bytes);
+  }
   return Done(ctx, absl::OkStatus());
 }
 
@@ -202,16 +209,24 @@ grpc::ServerUnaryReactor* KvTierService::Acquire(grpc::CallbackServerContext* ct
   }
   // Blocks on NVMe are read into DRAM first: the call finishes when they are there.
   auto acquire = [store = store_, finish, resp, ns = req->namespace_id(),
-                  lease_ms = req->lease_ms()](const std::vector<Key128>& keys) {
-    store->AcquireAsync(ns, keys, lease_ms, [finish, resp](absl::StatusOr<ReadGrant> grant) {
-      if (grant.ok()) {
-        resp->set_lease_id(grant->lease_id);
-        resp->mutable_offsets()->Assign(grant->offsets.begin(), grant->offsets.end());
-        resp->set_block_bytes(grant->block_bytes);
-        resp->set_lease_ms(grant->lease_ms);
-      }
-      finish(ToGrpc(grant.status()));
-    });
+                  lease_ms = req->lease_ms(),
+                  accept_hbm = req->accept_hbm()](const std::vector<Key128>& keys) {
+    store->AcquireAsync(
+        ns, keys, lease_ms,
+        [finish, resp](absl::StatusOr<ReadGrant> grant) {
+          if (grant.ok()) {
+            resp->set_lease_id(grant->lease_id);
+            resp->mutable_offsets()->Assign(grant->offsets.begin(), grant->offsets.end());
+            resp->set_block_bytes(grant->block_bytes);
+            resp->set_lease_ms(grant->lease_ms);
+            for (const HbmRef& h : grant->hbm) {
+              resp->add_hbm_segments(h.segment);
+              resp->add_hbm_offsets(h.offset);
+            }
+          }
+          finish(ToGrpc(grant.status()));
+        },
+        accept_hbm);
   };
   absl::StatusOr<LookupAnswer> local =
       cluster_ == nullptr ? LookupAnswer{} : store_->Peek(req->namespace_id(), *keys);

@@ -25,6 +25,14 @@ struct ServiceInfo {
   int64_t started_ms = 0;  // on the store's clock
   // Tiers the store does not keep but Stats lists (the HBM tier asked for and absent, and why).
   std::vector<TierCounters> extra_tiers;
+  // The HBM tier's segment hand-out socket (empty: no HBM tier) and what clients need to know.
+  struct Hbm {
+    std::string socket_path;
+    std::string backend;
+    int device = -1;
+    uint32_t segments = 0;
+    uint64_t segment_bytes = 0;
+  } hbm;
 };
 
 // How membership is doing, for `kvtier cluster`.

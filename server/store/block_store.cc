@@ -85,7 +85,9 @@ absl::StatusOr<LookupAnswer> BlockStore::Peek(uint64_t ns, std::span<const Key12
       auto it = map.find(id);
       if (it == map.end() || it->second.state == BlockState::kWriting) return TierId::kNone;
       const BlockEntry& e = it->second;
-      return e.state == BlockState::kReady && e.in_dram ? TierId::kDram : TierId::kNvme;
+      if (e.state == BlockState::kReady && e.in_hbm) return TierId::kHbm;
+      if (e.state == BlockState::kReady && e.in_dram) return TierId::kDram;
+      return e.on_nvme ? TierId::kNvme : TierId::kHbm;  // being read up, or copied down
     });
     if (tier == TierId::kNone) break;
     ++answer.prefix_blocks;

@@ -3,10 +3,10 @@
 // translates). It hands out arena offsets and never touches block bytes itself: clients copy into
 // and out of the shared arena.
 //
-// Thread-safe. Lock order: space_mu_ -> one BlockIndex shard at a time -> promo_mu_; LeaseTable
-// and NamespaceRegistry locks are leaves. Nothing is submitted to the NVMe engine while any of
-// these is held (its completions take them). Reads (Lookup, Acquire, read Release) take shard locks
-// only; writes, drops and evictions also take space_mu_, once per batch.
+// Thread-safe. Lock order: space_mu_ -> one BlockIndex shard at a time -> promo_mu_ or
+// hbm_queue_mu_; LeaseTable and NamespaceRegistry locks are leaves. Nothing is submitted to the
+// NVMe engine while any of these is held (its completions take them). Reads (Lookup, Acquire, read
+// Release) take shard locks only; writes, drops and evictions also take space_mu_, once per batch.
 #pragma once
 
 #include <atomic>
@@ -23,6 +23,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/block_key.h"
 #include "server/dram/slab_allocator.h"
+#include "server/hbm/device_pool.h"
 #include "server/index/block_index.h"
 #include "server/index/lease_table.h"
 #include "server/index/namespace_registry.h"
@@ -42,6 +43,9 @@ struct StoreOptions {
   // heading a chain (resident children): the rest are mostly one-hit tails.
   enum class Admit { kAll, kReused };
   Admit nvme_admit = Admit::kReused;
+  // With an HBM tier: a block is queued for promotion into HBM when a read brings its hit count
+  // to this (2: read again after its first use, the sign of a shared prefix). 0: never promote.
+  uint32_t hbm_promote_hits = 2;
   // Milliseconds on a monotonic clock; tests inject their own to drive lease expiry.
   std::function<int64_t()> now_ms;
 };
@@ -72,9 +76,19 @@ struct WriteGrant {
   uint32_t lease_ms = 0;
 };
 
+// Where a block lies in the HBM tier's device pool.
+inline constexpr uint32_t kNoHbmSegment = ~0u;
+struct HbmRef {
+  uint32_t segment = kNoHbmSegment;  // kNoHbmSegment: not served from HBM
+  uint64_t offset = 0;               // in the segment
+};
+
 struct ReadGrant {
-  uint64_t lease_id = 0;          // 0 when nothing was acquired
-  std::vector<uint64_t> offsets;  // the leading present prefix
+  uint64_t lease_id = 0;  // 0 when nothing was acquired
+  // The leading present prefix: DRAM offsets; kExistsOffset for a block served from HBM only.
+  std::vector<uint64_t> offsets;
+  // Only when the acquire accepted HBM: one per acquired key (segment kNoHbmSegment: DRAM).
+  std::vector<HbmRef> hbm;
   uint64_t block_bytes = 0;
   uint32_t lease_ms = 0;
 };
@@ -159,10 +173,15 @@ class BlockStore {
   // Pins the leading present keys under a read lease. Blocks only on NVMe are first read into
   // DRAM (one IO per block, shared by concurrent readers); `done` runs once they are there, on
   // the IO thread or the caller's. A block whose read fails ends the prefix (a miss).
+  // `accept_hbm`: the reader can read the HBM tier's segments (an engine on this node), so
+  // blocks in HBM are answered there (ReadGrant::hbm) and need no DRAM copy. Without it, a block
+  // held only in HBM is first copied down into a DRAM slot, like a promotion from NVMe.
   using AcquireDone = std::function<void(absl::StatusOr<ReadGrant>)>;
-  void AcquireAsync(uint64_t ns, std::span<const Key128> keys, uint32_t lease_ms, AcquireDone done);
+  void AcquireAsync(uint64_t ns, std::span<const Key128> keys, uint32_t lease_ms, AcquireDone done,
+                    bool accept_hbm = false);
   // AcquireAsync, waiting for the answer.
-  absl::StatusOr<ReadGrant> Acquire(uint64_t ns, std::span<const Key128> keys, uint32_t lease_ms);
+  absl::StatusOr<ReadGrant> Acquire(uint64_t ns, std::span<const Key128> keys, uint32_t lease_ms,
+                                    bool accept_hbm = false);
   // Ends leases: a read lease unpins, an uncommitted write lease frees its slots. Unknown ids are
   // NOT_FOUND (the known ones are still released).
   absl::StatusOr<uint32_t> Release(std::span<const uint64_t> lease_ids);
@@ -187,6 +206,16 @@ class BlockStore {
   // Starts NVMe writes of up to `max_blocks` of the coldest DRAM-only blocks when DRAM use is
   // over the watermark; returns how many it started. Run by the daemon's mover loop.
   size_t DemoteSome(size_t max_blocks);
+
+  // Adds the HBM tier (block_store_hbm.cc): `pool` is cut into slots like the DRAM arena (one
+  // SlabAllocator per segment); `arena` is the DRAM arena's base. Call before serving; not owned.
+  void AttachHbm(DevicePool* pool, std::byte* arena);
+  // Copies up to `max_blocks` queued hot blocks from DRAM into HBM, making room by dropping the
+  // coldest clean HBM copies and copying HBM-only blocks down to DRAM (demotion). Returns how
+  // many it promoted. Run by the daemon's HBM mover loop.
+  size_t PromoteSome(size_t max_blocks);
+  // Blocks waiting for PromoteSome.
+  size_t HbmQueued();
 
   // Set once before serving; not owned.
   void SetListener(BlockListener* listener) { listener_.store(listener); }
@@ -230,9 +259,30 @@ class BlockStore {
   // NVMe tier plumbing (block_store_tiers.cc).
   void OnNvmeEvicted(uint32_t region, const std::vector<NvmeKey>& keys);
   void StartPromotion(const BlockId& id, uint64_t bytes, uint64_t checksum, NvmeLocation at);
-  void FinishPromotion(const BlockId& id, uint64_t slot, uint64_t slot_bytes, absl::Status status);
+  // `from_hbm`: the copy came down from HBM (counted there), not up from NVMe.
+  void FinishPromotion(const BlockId& id, uint64_t slot, uint64_t slot_bytes, absl::Status status,
+                       bool from_hbm = false);
   void FinishAcquire(const std::shared_ptr<AcquireJob>& job);
   bool NvmeWritable();
+  // HBM tier plumbing (block_store_hbm.cc).
+  // A free HBM slot (pool-wide offset), making room as needed: clean HBM copies are dropped at
+  // once; blocks held only in HBM are marked for demotion (state kPromoting, pinned) and named in
+  // *demote, and then nullopt is answered: the caller copies them down and asks again.
+  std::optional<uint64_t> AllocateHbmSlotLocked(uint64_t slot_bytes, std::vector<BlockId>* demote)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(space_mu_);
+  bool EvictHbmFromClassLocked(uint64_t slot_bytes, std::vector<BlockId>* demote)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(space_mu_);
+  void FreeHbmSlotLocked(uint64_t hbm_offset, uint64_t slot_bytes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(space_mu_);
+  EvictionPolicy& HbmPolicyLocked(uint64_t slot_bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(space_mu_);
+  // Copies a block held in HBM into a new DRAM slot; finishes like a promotion (its waiters run).
+  // The block is pinned by the caller (readers).
+  void CopyDownFromHbm(const BlockId& id, uint64_t bytes, uint64_t hbm_offset);
+  // Demotes a block marked by AllocateHbmSlotLocked: copy down, then its HBM slot is freed.
+  void DemoteHbmBlock(const BlockId& id);
+  // Queues `e` for promotion when it is hot enough (called under its shard lock).
+  void MaybeQueueHbm(const BlockId& id, BlockEntry& e);
+  HbmRef HbmRefOf(uint64_t hbm_offset) const;
 
   StoreOptions options_;
   NamespaceRegistry registry_;
@@ -244,6 +294,12 @@ class BlockStore {
   absl::flat_hash_map<uint64_t, std::unique_ptr<EvictionPolicy>> policies_
       ABSL_GUARDED_BY(space_mu_);  // per slot size
   absl::flat_hash_map<uint64_t, BlockId> slot_owner_ ABSL_GUARDED_BY(space_mu_);
+  // The HBM tier's space: one allocator per pool segment, a SIEVE per size class, slot owners
+  // by pool-wide offset.
+  std::vector<SlabAllocator> hbm_allocators_ ABSL_GUARDED_BY(space_mu_);
+  absl::flat_hash_map<uint64_t, std::unique_ptr<EvictionPolicy>> hbm_policies_
+      ABSL_GUARDED_BY(space_mu_);
+  absl::flat_hash_map<uint64_t, BlockId> hbm_slot_owner_ ABSL_GUARDED_BY(space_mu_);
 
   std::atomic<BlockListener*> listener_{nullptr};
   NvmeStore* nvme_ = nullptr;  // null: no NVMe tier
@@ -253,7 +309,14 @@ class BlockStore {
   absl::flat_hash_map<BlockId, std::vector<std::function<void(bool, uint64_t)>>> promo_waiters_
       ABSL_GUARDED_BY(promo_mu_);
 
-  std::atomic<uint64_t> dram_blocks_{0}, nvme_blocks_{0};
+  DevicePool* hbm_ = nullptr;  // null: no HBM tier
+  // Blocks waiting to be promoted into HBM. A leaf lock (taken under a shard lock).
+  absl::Mutex hbm_queue_mu_;
+  std::vector<BlockId> hbm_queue_ ABSL_GUARDED_BY(hbm_queue_mu_);
+
+  std::atomic<uint64_t> dram_blocks_{0}, nvme_blocks_{0}, hbm_blocks_{0};
+  std::atomic<uint64_t> hbm_hits_{0}, hbm_promotions_{0}, hbm_demotions_{0}, hbm_evictions_{0};
+  std::atomic<uint64_t> hbm_copy_downs_{0}, hbm_failures_{0}, hbm_bytes_in_{0}, hbm_bytes_out_{0};
   std::atomic<uint64_t> promotions_{0}, promote_failures_{0}, demotions_{0}, nvme_lost_{0};
   std::atomic<uint64_t> hits_{0}, misses_{0}, evictions_{0}, bytes_in_{0}, bytes_out_{0};
   std::atomic<uint64_t> lookups_{0}, lookup_keys_{0}, lookup_hit_keys_{0};

@@ -20,7 +20,7 @@ std::optional<uint64_t> BlockStore::AllocateSlotLocked(uint64_t slot_bytes) {
     if (std::optional<uint64_t> offset = allocator_.Allocate(slot_bytes)) return offset;
     bool evicted = false;
     for (bool allow_dirty : {false, true}) {
-      if (!allow_dirty && nvme_ == nullptr) continue;
+      if (!allow_dirty && nvme_ == nullptr && hbm_ == nullptr) continue;
       if (EvictFromClassLocked(slot_bytes, allow_dirty)) {
         evicted = true;
         break;
@@ -53,14 +53,16 @@ bool BlockStore::EvictFromClassLocked(uint64_t slot_bytes, bool allow_dirty) {
       if (it == map.end()) return Verdict::kPinned;
       BlockEntry& e = it->second;
       if (e.state != BlockState::kReady || e.readers > 0 || e.io_pins > 0) return Verdict::kPinned;
-      if (!e.on_nvme && !allow_dirty) return Verdict::kPinned;
+      // Clean: another tier (NVMe, HBM) holds the same bytes, so only the DRAM copy goes.
+      const bool clean = e.on_nvme || e.in_hbm;
+      if (!clean && !allow_dirty) return Verdict::kPinned;
       // Leaf first as a tie-breaker, not a pin: a dirty block with resident children is passed
       // over once (its chain's tail goes before it), then judged like any other until a read
       // re-arms it. Pinning it for as long as it had children made the hand skip every head,
       // lap the queue once per ~500 evictions and take one tail block per chain per lap whatever
       // the chain's age: dead chains stayed, young ones were trimmed (trace hit ratio 0.228 vs
       // 0.290 now, LRU 0.278). A clean block's head stays reachable on NVMe: no rule needed.
-      if (!e.on_nvme && e.children > 0 && !e.spared) {
+      if (!clean && e.children > 0 && !e.spared) {
         e.spared = true;
         return Verdict::kSecondChance;
       }
@@ -69,8 +71,8 @@ bool BlockStore::EvictFromClassLocked(uint64_t slot_bytes, bool allow_dirty) {
         return Verdict::kSecondChance;
       }
       gone = e;
-      if (e.on_nvme) {
-        e.in_dram = false;  // the NVMe record stays the block's home
+      if (clean) {
+        e.in_dram = false;  // the NVMe record or the HBM copy stays the block's home
       } else {
         map.erase(it);
         whole = true;
@@ -97,6 +99,10 @@ void BlockStore::FreeSlotLocked(uint64_t offset, uint64_t slot_bytes, bool was_r
 void BlockStore::ForgetLocked(const BlockId& id, const BlockEntry& gone) {
   if (gone.in_dram) {
     FreeSlotLocked(gone.offset, gone.slot_bytes, gone.state == BlockState::kReady);
+  }
+  if (gone.in_hbm) {
+    HbmPolicyLocked(gone.hbm_slot_bytes).Remove(gone.hbm_offset);
+    FreeHbmSlotLocked(gone.hbm_offset, gone.hbm_slot_bytes);
   }
   ForgetNvmeOnly(id, gone);
 }
@@ -225,6 +231,24 @@ StoreStats BlockStore::Stats() {
     if (n.degraded) t.status = "degraded: " + n.degraded_reason;
     s.tiers.push_back(t);
   }
+  if (hbm_ != nullptr) {
+    TierCounters t;
+    t.name = "hbm";
+    {
+      absl::MutexLock space(&space_mu_);
+      for (const SlabAllocator& a : hbm_allocators_) {
+        t.capacity_bytes += a.capacity();
+        t.used_bytes += a.used_bytes();
+      }
+    }
+    t.blocks = hbm_blocks_.load(std::memory_order_relaxed);
+    t.hits = hbm_hits_.load(std::memory_order_relaxed);
+    t.misses = hbm_failures_.load(std::memory_order_relaxed);
+    t.evictions = hbm_evictions_.load(std::memory_order_relaxed);
+    t.bytes_in = hbm_bytes_in_.load(std::memory_order_relaxed);
+    t.bytes_out = hbm_bytes_out_.load(std::memory_order_relaxed);
+    s.tiers.push_back(t);
+  }
   s.namespaces = registry_.size();
   s.leases = leases_.size();
   s.lookups = lookups_.load(std::memory_order_relaxed);
@@ -246,8 +270,10 @@ std::vector<BlockSnapshot> BlockStore::ListBlocks(uint64_t ns, size_t limit, boo
       *truncated = true;
       return false;
     }
-    const TierId tier =
-        e.state != BlockState::kPromoting && e.in_dram ? TierId::kDram : TierId::kNvme;
+    const TierId tier = e.state == BlockState::kReady && e.in_hbm        ? TierId::kHbm
+                        : e.state != BlockState::kPromoting && e.in_dram ? TierId::kDram
+                        : e.on_nvme                                      ? TierId::kNvme
+                                                                         : TierId::kHbm;
     if (tier_filter != TierId::kNone && tier != tier_filter) return true;
     out.push_back({id, tier, e.bytes, e.state, e.readers, e.hits,
                    static_cast<uint64_t>(std::max<int64_t>(0, now - e.created_ms))});

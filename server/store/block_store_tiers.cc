@@ -20,20 +20,23 @@ struct BlockStore::AcquireJob {
   std::vector<Key128> keys;  // pinned (readers++), in request order
   absl::Mutex mu;
   std::vector<uint64_t> offsets ABSL_GUARDED_BY(mu);
+  std::vector<HbmRef> hbm ABSL_GUARDED_BY(mu);  // accept_hbm only
   std::vector<bool> failed ABSL_GUARDED_BY(mu);
+  bool accept_hbm = false;
   size_t outstanding ABSL_GUARDED_BY(mu) = 1;  // +1 while the request is still being walked
 };
 
 absl::StatusOr<ReadGrant> BlockStore::Acquire(uint64_t ns, std::span<const Key128> keys,
-                                              uint32_t lease_ms) {
+                                              uint32_t lease_ms, bool accept_hbm) {
   std::promise<absl::StatusOr<ReadGrant>> promise;
-  AcquireAsync(ns, keys, lease_ms,
-               [&promise](absl::StatusOr<ReadGrant> r) { promise.set_value(std::move(r)); });
+  AcquireAsync(
+      ns, keys, lease_ms,
+      [&promise](absl::StatusOr<ReadGrant> r) { promise.set_value(std::move(r)); }, accept_hbm);
   return promise.get_future().get();
 }
 
 void BlockStore::AcquireAsync(uint64_t ns_id, std::span<const Key128> keys, uint32_t lease_ms,
-                              AcquireDone done) {
+                              AcquireDone done, bool accept_hbm) {
   if (absl::Status s = CheckBatch(keys.size(), "keys"); !s.ok()) return done(s);
   absl::StatusOr<NamespaceRecord*> ns = registry_.Find(ns_id);
   if (!ns.ok()) return done(ns.status());
@@ -45,12 +48,18 @@ void BlockStore::AcquireAsync(uint64_t ns_id, std::span<const Key128> keys, uint
   job->lease_ms = *lease;
   job->block_bytes = (*ns)->block_bytes;
   job->done = std::move(done);
+  job->accept_hbm = accept_hbm && hbm_ != nullptr;
   struct Promotion {
     BlockId id;
     uint64_t bytes, checksum;
     NvmeLocation at;
   };
   std::vector<Promotion> promotions;
+  struct CopyDown {
+    BlockId id;
+    uint64_t bytes, hbm_offset;
+  };
+  std::vector<CopyDown> copy_downs;
   for (const Key128& key : keys) {
     const BlockId id{ns_id, key};
     const size_t index = job->keys.size();
@@ -77,15 +86,28 @@ void BlockStore::AcquireAsync(uint64_t ns_id, std::span<const Key128> keys, uint
       ++e.hits;
       e.visited = true;
       e.spared = false;  // a read re-arms the leaf-first tie-breaker
+      const bool ready = e.state == BlockState::kReady;
+      const bool hbm_hit = ready && job->accept_hbm && e.in_hbm;
+      if (hbm_ != nullptr && ready && e.in_hbm) e.hbm_visited = true;
+      if (hbm_ != nullptr) MaybeQueueHbm(id, e);
       absl::MutexLock lock(&job->mu);
       job->keys.push_back(key);
-      job->offsets.push_back(e.offset);
+      job->offsets.push_back(ready && e.in_dram ? e.offset : kExistsOffset);
+      job->hbm.push_back(hbm_hit ? HbmRefOf(e.hbm_offset) : HbmRef{});
       job->failed.push_back(false);
-      if (e.state == BlockState::kReady && e.in_dram) return;  // a DRAM hit
+      if (hbm_hit) {  // read from the device pool by the engine: no DRAM copy needed
+        hbm_hits_.fetch_add(1, std::memory_order_relaxed);
+        hbm_bytes_out_.fetch_add(e.bytes, std::memory_order_relaxed);
+        return;
+      }
+      if (ready && e.in_dram) return;  // a DRAM hit
       ++job->outstanding;
       absl::MutexLock promo(&promo_mu_);
       promo_waiters_[id].push_back(std::move(waiter));
-      if (e.state == BlockState::kReady) {  // only on NVMe: this request reads it up
+      if (ready && e.in_hbm) {  // only in HBM: copied down into DRAM for this reader
+        e.state = BlockState::kPromoting;
+        copy_downs.push_back({id, e.bytes, e.hbm_offset});
+      } else if (ready) {  // only on NVMe: this request reads it up
         e.state = BlockState::kPromoting;
         promotions.push_back({id, e.bytes, e.checksum, {e.nvme_region, e.nvme_offset}});
       }
@@ -95,6 +117,7 @@ void BlockStore::AcquireAsync(uint64_t ns_id, std::span<const Key128> keys, uint
   hits_.fetch_add(job->keys.size(), std::memory_order_relaxed);
   misses_.fetch_add(keys.size() - job->keys.size(), std::memory_order_relaxed);
   for (const Promotion& p : promotions) StartPromotion(p.id, p.bytes, p.checksum, p.at);
+  for (const CopyDown& c : copy_downs) CopyDownFromHbm(c.id, c.bytes, c.hbm_offset);
   bool finished;
   {
     absl::MutexLock lock(&job->mu);
@@ -123,7 +146,7 @@ void BlockStore::StartPromotion(const BlockId& id, uint64_t bytes, uint64_t chec
 }
 
 void BlockStore::FinishPromotion(const BlockId& id, uint64_t slot, uint64_t slot_bytes,
-                                 absl::Status status) {
+                                 absl::Status status, bool from_hbm) {
   std::vector<std::function<void(bool, uint64_t)>> waiters;
   {
     absl::MutexLock space(&space_mu_);
@@ -144,7 +167,7 @@ void BlockStore::FinishPromotion(const BlockId& id, uint64_t slot, uint64_t slot
       } else {
         e.state = BlockState::kReady;
         // A checksum mismatch means the record is bad (or was overwritten): forget it.
-        if (absl::IsDataLoss(status)) {
+        if (!from_hbm && absl::IsDataLoss(status)) {
           gone = e;
           e.on_nvme = false;
         }
@@ -163,10 +186,10 @@ void BlockStore::FinishPromotion(const BlockId& id, uint64_t slot, uint64_t slot
     } else if (status.ok()) {
       PolicyLocked(slot_bytes).Insert(slot);
       dram_blocks_.fetch_add(1, std::memory_order_relaxed);
-      promotions_.fetch_add(1, std::memory_order_relaxed);
+      (from_hbm ? hbm_copy_downs_ : promotions_).fetch_add(1, std::memory_order_relaxed);
     } else {
       if (slot_bytes != 0) FreeSlotLocked(slot, slot_bytes, /*was_ready=*/false);
-      promote_failures_.fetch_add(1, std::memory_order_relaxed);
+      (from_hbm ? hbm_failures_ : promote_failures_).fetch_add(1, std::memory_order_relaxed);
       if (gone) nvme_blocks_.fetch_sub(1, std::memory_order_relaxed);
       spdlog::debug("promotion of {} failed: {}", KeyToHex(id.key), status.ToString());
     }
@@ -176,10 +199,12 @@ void BlockStore::FinishPromotion(const BlockId& id, uint64_t slot, uint64_t slot
 
 void BlockStore::FinishAcquire(const std::shared_ptr<AcquireJob>& job) {
   std::vector<uint64_t> offsets;
+  std::vector<HbmRef> hbm;
   std::vector<bool> failed;
   {
     absl::MutexLock lock(&job->mu);
     offsets = job->offsets;
+    hbm = job->hbm;
     failed = job->failed;
   }
   size_t prefix = 0;
@@ -193,7 +218,8 @@ void BlockStore::FinishAcquire(const std::shared_ptr<AcquireJob>& job) {
       if (it == map.end()) return;
       BlockEntry& e = it->second;
       if (e.readers > 0) --e.readers;
-      if (!e.in_dram && !e.on_nvme && e.readers == 0 && e.state == BlockState::kReady) {
+      if (!e.in_dram && !e.on_nvme && !e.in_hbm && e.readers == 0 &&
+          e.state == BlockState::kReady) {
         gone = e;
         map.erase(it);
       }
@@ -201,6 +227,7 @@ void BlockStore::FinishAcquire(const std::shared_ptr<AcquireJob>& job) {
     if (gone) ForgetNvmeOnly(id, *gone);
   }
   ReadGrant grant;
+  if (job->accept_hbm) grant.hbm.assign(hbm.begin(), hbm.begin() + static_cast<ptrdiff_t>(prefix));
   grant.block_bytes = job->block_bytes;
   grant.lease_ms = job->lease_ms;
   grant.offsets.assign(offsets.begin(), offsets.begin() + static_cast<ptrdiff_t>(prefix));
@@ -269,9 +296,9 @@ void BlockStore::OnNvmeEvicted(uint32_t region, const std::vector<NvmeKey>& keys
       e.on_nvme = false;
       nvme_blocks_.fetch_sub(1, std::memory_order_relaxed);
       nvme_lost_.fetch_add(1, std::memory_order_relaxed);
-      // Still in DRAM (or being read from this very record, which then fails its checksum):
-      // keep the entry. Otherwise the block is gone from every tier.
-      if (!e.in_dram && e.state == BlockState::kReady && e.readers == 0) {
+      // Still in DRAM or HBM (or being read from this very record, which then fails its
+      // checksum): keep the entry. Otherwise the block is gone from every tier.
+      if (!e.in_dram && !e.in_hbm && e.state == BlockState::kReady && e.readers == 0) {
         gone = e;
         gone->on_nvme = false;
         map.erase(it);

@@ -218,6 +218,26 @@ struct BlockEntry {
   uint64_t age_ms = 0;
 };
 
+// Where a block of a read lease lies in the daemon's HBM tier: (segment, offset) in its device
+// pool. segment == kNoHbmSegment: not answered from HBM.
+inline constexpr uint32_t kNoHbmSegment = 0xffffffffu;
+struct HbmBlockRef {
+  uint32_t segment = kNoHbmSegment;
+  uint64_t offset = 0;
+  bool valid() const { return segment != kNoHbmSegment; }
+};
+
+// The daemon's HBM tier as engines on its node see it (Client::HbmTier).
+struct HbmTierInfo {
+  bool present = false;
+  std::string socket_path;  // the segment hand-out socket (<socket>.hbm)
+  std::string backend;      // "cuda" (CUDA IPC handles) or "cpu" (memfd segments)
+  int device = -1;          // CUDA device of the pool
+  uint32_t segments = 0;
+  uint64_t segment_bytes = 0;
+  uint64_t generation = 0;  // of the daemon that answered (its arena generation)
+};
+
 // Zero-copy write: arena slots reserved for keys not yet cached. Fill them, then Commit().
 // Destroying an uncommitted lease aborts it (the slots are freed).
 class WriteLease {
@@ -236,7 +256,11 @@ class ReadLease {
  public:
   virtual ~ReadLease() = default;
   virtual size_t size() const = 0;  // blocks acquired (the present prefix)
+  // Empty for a block answered from HBM only (see hbm(i)).
   virtual std::span<const std::byte> block(size_t i) const = 0;
+  // Where block i lies in the HBM tier, when the lease came from AcquireReadTiered and the daemon
+  // answered it there; invalid otherwise.
+  virtual HbmBlockRef hbm(size_t /*i*/) const { return {}; }
   virtual Status Release() = 0;
 };
 
@@ -269,6 +293,17 @@ class Client {
                             std::unique_ptr<WriteLease>* out) = 0;
   virtual Status AcquireRead(const Namespace& ns, std::span<const BlockKey> keys,
                              std::unique_ptr<ReadLease>* out) = 0;
+  // AcquireRead for a reader that can open the HBM tier's segments (GpuKv): blocks held in HBM
+  // are answered there (ReadLease::hbm) and get no DRAM copy.
+  virtual Status AcquireReadTiered(const Namespace& ns, std::span<const BlockKey> keys,
+                                   std::unique_ptr<ReadLease>* out) {
+    return AcquireRead(ns, keys, out);
+  }
+  // The daemon's HBM tier as of the last arena check (no call to the daemon).
+  virtual Status HbmTier(HbmTierInfo* out) {
+    *out = HbmTierInfo{};
+    return Status();
+  }
 
   virtual Status Drop(uint64_t namespace_id, std::span<const BlockKey> keys, DropResult* out) = 0;
   virtual Status DropAll(uint64_t namespace_id, DropResult* out) = 0;

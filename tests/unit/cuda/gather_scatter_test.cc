@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "cuda/gpu_copier.h"
+
 namespace kvtier::cuda {
 namespace {
 
@@ -82,6 +84,46 @@ TEST(DeviceApiTest, CopiesFailCleanlyWithoutADevice) {
   EXPECT_EQ(gather.code(), want) << gather;
   EXPECT_EQ(scatter.code(), want) << scatter;
   EXPECT_THAT(std::string(gather.message()), HasSubstr("GatherDevice"));
+}
+
+}  // namespace
+}  // namespace kvtier::cuda
+
+namespace kvtier::cuda {
+namespace {
+
+// The kernel path's layer groups (per-layer completion): each group's part of a staging block is
+// at least kMinCopyEngineRunBytes, never more layers than there are, at least one.
+TEST(KernelLayerGroupTest, GroupsAreWorthADmaAndCoverEveryLayer) {
+  std::vector<std::byte*> bases(32, nullptr);
+  PagedKv kv = FlashShape(bases);
+  kv.block_size = 16;
+  kv.kv_heads = 8;
+  kv.head_size = 128;
+  SetCompactStrides(kv);  // a layer of a block: 2 x 32 KiB
+  EXPECT_EQ(KernelLayerGroup(kv), 16);
+  kv.num_layers = 5;
+  EXPECT_EQ(KernelLayerGroup(kv), 5);
+  kv.head_size = 16384;  // a layer of a block: 8 MiB, more than a DMA's worth alone
+  EXPECT_EQ(KernelLayerGroup(kv), 1);
+  kv.layout = KvLayout::kMla;
+  kv.kv_heads = 1;
+  kv.head_size = 576;  // 18 KiB a layer
+  EXPECT_EQ(KernelLayerGroup(kv), 5);
+}
+
+TEST(DeviceApiTest, LayerRangesAreCheckedBeforeAnyCudaCall) {
+  std::vector<std::byte*> bases(3, reinterpret_cast<std::byte*>(4096));
+  const PagedKv kv = FlashShape(bases);
+  const int32_t ids[1] = {0};
+  std::byte* staging = reinterpret_cast<std::byte*>(8192);
+  for (LayerRange bad :
+       {LayerRange{-1, 1}, LayerRange{0, 0}, LayerRange{2, 2}, LayerRange{3, -1}}) {
+    absl::Status s = GatherDevice(kv, ids, 1, staging, nullptr, bad);
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << bad.first << "," << bad.count << ": " << s;
+    s = ScatterDevice(staging, ids, 1, kv, nullptr, bad);
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  }
 }
 
 }  // namespace
