@@ -97,7 +97,7 @@ Harness::Harness() : arena_(kArenaBytes) {
   if (absl::Status s = cluster_->SetRoster(roster); !s.ok()) Fail("setup", s.ToString());
 
   kvtier_service_ =
-      std::make_unique<KvTierService>(store_.get(), ServiceInfo{"fuzz", "0", "", 0, 0, 0, {}});
+      std::make_unique<KvTierService>(store_.get(), ServiceInfo{"fuzz", "0", "", 0, 0, 0, {}, {}});
   kvtier_service_->AttachCluster(cluster_.get(), [] { return MembershipStatus{"static", "ok"}; });
   peer_service_ = std::make_unique<PeerService>(cluster_.get(), kMaxBatch);
   grpc::ServerBuilder builder;
