@@ -208,6 +208,8 @@ int main(int argc, char** argv) {
   weights_cmd->add_option("--tls", weights.tls,
                           "UCX_TLS for the daemons (default: $UCX_TLS, else tcp)");
   weights_cmd->add_option("--dir", weights.dir, "Directory for the copies (default: /tmp)");
+  weights_cmd->add_option("--rounds", weights.rounds, "Rounds of naive and ours, interleaved")
+      ->capture_default_str();
   weights_cmd->add_option("--timeout", weights.timeout_s, "Seconds allowed per phase")
       ->capture_default_str();
   weights_cmd->add_flag("--baseline-only", weights.baseline_only,

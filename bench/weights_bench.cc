@@ -201,6 +201,7 @@ absl::StatusOr<std::vector<Result>> RunWeightsBench(const WeightsBenchOptions& o
   for (int n : o.nodes) {
     if (n <= 0 || n > 16) return absl::InvalidArgumentError("--nodes: each count in 1..16");
   }
+  if (o.rounds <= 0) return absl::InvalidArgumentError("--rounds must be > 0");
   NginxOriginOptions origin_options;
   origin_options.network_namespace = true;
   origin_options.rate_bits_per_sec = o.origin_rate_bits;
@@ -225,48 +226,57 @@ absl::StatusOr<std::vector<Result>> RunWeightsBench(const WeightsBenchOptions& o
   std::fflush(stdout);
 
   std::vector<Result> results;
+  const double size = static_cast<double>(o.size);
   for (int n : o.nodes) {
-    uint64_t before = (*origin)->BytesServed();
-    auto naive = RunNaive(**origin, n, out->path(), *sha, o.timeout_s);
-    if (!naive.ok()) return naive.status();
-    const uint64_t naive_bytes = (*origin)->BytesServed() - before;
-
-    if (o.baseline_only) {
-      std::printf("  nodes=%d: naive %d x curl %.2f s (origin sent %.2fx the file)\n", n, n, *naive,
-                  static_cast<double>(naive_bytes) / static_cast<double>(o.size));
+    // Rounds interleave the two (naive, ours, naive, ours, ...); the medians are reported, and
+    // the most the origin sent in any round of ours.
+    std::vector<double> naive_s, ours_s, ratios;
+    uint64_t worst_origin_bytes = 0;
+    for (int round = 0; round < o.rounds; ++round) {
+      uint64_t before = (*origin)->BytesServed();
+      auto naive = RunNaive(**origin, n, out->path(), *sha, o.timeout_s);
+      if (!naive.ok()) return naive.status();
+      const uint64_t naive_bytes = (*origin)->BytesServed() - before;
+      naive_s.push_back(*naive);
+      std::printf("  nodes=%d round %d: naive %d x curl %.2f s (origin sent %.2fx the file)", n,
+                  round + 1, n, *naive, static_cast<double>(naive_bytes) / size);
+      if (o.baseline_only) {
+        std::printf("\n");
+        std::fflush(stdout);
+        continue;
+      }
+      before = (*origin)->BytesServed();
+      auto ours = RunOurs(**origin, o, n, out->path(), *sha);
+      if (!ours.ok()) return ours.status();
+      const uint64_t origin_bytes = (*origin)->BytesServed() - before;
+      for (int i = 0; i < n; ++i) {
+        std::filesystem::remove_all(absl::StrCat(out->path(), "/ours", i));
+      }
+      ours_s.push_back(ours->seconds);
+      ratios.push_back(*naive / ours->seconds);
+      worst_origin_bytes = std::max(worst_origin_bytes, origin_bytes);
+      std::printf("; ours %.2f s (origin sent %.3fx)\n", ours->seconds,
+                  static_cast<double>(origin_bytes) / size);
+      for (int i = 0; i < n; ++i) {
+        const nlohmann::json& j = ours->summaries[i];
+        std::printf(
+            "    w%d: %.2f s, from origin %s, peers %s, local %s\n", i,
+            j.contains("seconds") && j["seconds"].is_number() ? j["seconds"].get<double>() : -1.0,
+            FormatBytes(Field(j, "origin_bytes")).c_str(),
+            FormatBytes(Field(j, "peer_bytes")).c_str(),
+            FormatBytes(Field(j, "local_bytes")).c_str());
+      }
       std::fflush(stdout);
-      continue;
     }
-    before = (*origin)->BytesServed();
-    auto ours = RunOurs(**origin, o, n, out->path(), *sha);
-    if (!ours.ok()) return ours.status();
-    const uint64_t origin_bytes = (*origin)->BytesServed() - before;
-    for (int i = 0; i < n; ++i) std::filesystem::remove_all(absl::StrCat(out->path(), "/ours", i));
-
-    const double size = static_cast<double>(o.size);
-    std::printf(
-        "  nodes=%d: naive %d x curl %.2f s (origin sent %.2fx the file); ours %.2f s "
-        "(origin sent %.3fx)\n",
-        n, n, *naive, static_cast<double>(naive_bytes) / size, ours->seconds,
-        static_cast<double>(origin_bytes) / size);
-    for (int i = 0; i < n; ++i) {
-      const nlohmann::json& j = ours->summaries[i];
-      std::printf(
-          "    w%d: %.2f s, from origin %s, peers %s, local %s\n", i,
-          j.contains("seconds") && j["seconds"].is_number() ? j["seconds"].get<double>() : -1.0,
-          FormatBytes(Field(j, "origin_bytes")).c_str(),
-          FormatBytes(Field(j, "peer_bytes")).c_str(),
-          FormatBytes(Field(j, "local_bytes")).c_str());
-    }
-    std::fflush(stdout);
-    results.push_back(
-        {"weights_fanout",
-         {{"nodes", std::to_string(n)},
-          {"origin_bytes", absl::StrFormat("%.3f", static_cast<double>(origin_bytes) / size)}},
-         ours->seconds,
-         "naive",
-         *naive,
-         *naive / ours->seconds});
+    if (o.baseline_only) continue;
+    results.push_back({"weights_fanout",
+                       {{"nodes", std::to_string(n)},
+                        {"origin_bytes",
+                         absl::StrFormat("%.3f", static_cast<double>(worst_origin_bytes) / size)}},
+                       Median(ours_s),
+                       "naive",
+                       Median(naive_s),
+                       Median(ratios)});
   }
   return results;
 }

@@ -5,7 +5,7 @@
 // once) against ours (N kvtierd with static peers on loopback, each running
 // `kvtier weights pull URI --to DIR --json` at the same moment). Times until every node holds
 // the whole file, the origin's bytes (from nginx's access log) and every copy's sha256 against
-// the origin's:
+// the origin's; --rounds interleaves the two and reports medians (and the most the origin sent):
 //   RESULT weights_fanout nodes=4 ours=<s> baseline_naive=<s> ratio=<baseline/ours>
 //          origin_bytes=<x file size>
 #pragma once
@@ -26,6 +26,7 @@ struct WeightsBenchOptions {
   uint64_t chunk_size = 0;                  // --weight-chunk-size of the daemons (0: theirs)
   std::string tls;                          // UCX_TLS of the daemons ("" = $UCX_TLS, else tcp)
   std::string dir;                          // where the copies go ("" = /tmp)
+  int rounds = 3;                           // naive and ours interleaved, medians reported
   int timeout_s = 600;                      // per phase
   bool baseline_only = false;               // only the curl readers (no daemons, no RESULT)
 };
