@@ -430,7 +430,10 @@ CurlResult CurlFetch(const std::string& url, const std::string& out_path, const 
   std::error_code ec;
   std::filesystem::remove(headers_path, ec);
   const size_t at = r.output.find("http_status=");
-  if (at != std::string::npos) absl::SimpleAtoi(r.output.substr(at + 12, 3), &result.http_status);
+  if (at == std::string::npos ||
+      !absl::SimpleAtoi(r.output.substr(at + 12, 3), &result.http_status)) {
+    result.http_status = 0;
+  }
   return result;
 }
 
