@@ -214,6 +214,14 @@ void ClusterNode::OnBlockGone(const BlockId& id) {
   queue_.push_back(Event{id, Key128{}, false});
 }
 
+std::vector<Member> ClusterNode::PlacementOrder(uint64_t hash, size_t n) {
+  absl::MutexLock lock(&mu_);
+  std::vector<Member> out;
+  if (!placement_) return out;
+  for (uint32_t i : placement_->TopR(hash, n)) out.push_back(placement_->members()[i]);
+  return out;
+}
+
 size_t ClusterNode::FlushAnnouncements() {
   size_t total = 0;
   for (int i = 0; i < 100; ++i) {

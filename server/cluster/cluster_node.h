@@ -113,6 +113,10 @@ class ClusterNode : public BlockListener {
 
   ClusterView View();
 
+  // The first `n` members of the placement order of `hash` (the owner first; Placement::TopR).
+  // Empty before the first roster. For the weight cache's chunk owners.
+  std::vector<Member> PlacementOrder(uint64_t hash, size_t n);
+
   // BlockListener: queue announcements (store locks are held here).
   void OnBlockReady(const BlockId& id, const Key128& parent) override;
   void OnBlockGone(const BlockId& id) override;
