@@ -600,6 +600,22 @@ void ClusterNode::PullMissing(uint64_t ns, std::vector<Key128> keys, size_t from
   });
 }
 
+void ClusterNode::PullFrom(uint64_t ns, std::vector<Key128> keys, const std::string& holder,
+                           std::function<void()> done) {
+  std::shared_ptr<PeerState> peer = holder == options_.self_id ? nullptr : Peer(holder);
+  if (!peer || keys.empty()) {
+    done();
+    return;
+  }
+  auto run = std::make_shared<PullRun>();
+  run->ns = ns;
+  run->keys = std::move(keys);
+  run->holder = std::move(peer);
+  run->roster_version = roster_version();
+  run->finished = std::move(done);
+  StartRun(run);
+}
+
 // Two random choices among the holders, the one with fewer pulls from here in flight: reads of a
 // popular chain spread over the daemons that have copies instead of all landing on its producer.
 std::string ClusterNode::ChooseHolder(const std::vector<std::string>& holders) {

@@ -90,6 +90,11 @@ class ClusterNode : public BlockListener {
   // `done` runs when every pull has finished or failed. `keys` is a chain from its start, or any
   // part of a chain this node looked up before (see HeadsOf).
   void PullMissing(uint64_t ns, std::vector<Key128> keys, size_t from, std::function<void()> done);
+  // Pulls `keys` (none with a parent) from the member `holder` directly, without asking their
+  // directories (the caller knows it holds them: the weight cache after an owner fetched a
+  // chunk). `done` runs when the pull has finished or failed; a failure is a miss.
+  void PullFrom(uint64_t ns, std::vector<Key128> keys, const std::string& holder,
+                std::function<void()> done);
 
   // --- what the peer service calls (requests already decoded) ---
   // OK when `roster_version` matches ours; FAILED_PRECONDITION naming the field otherwise.

@@ -344,10 +344,15 @@ absl::StatusOr<ChunkSource> WeightCache::AskOwners(const std::shared_ptr<FileSta
                    file->identity.uri, std::string(fetched.status().message()));
       continue;
     }
-    // The owner announced the chunk before answering; its directory may take a moment more
-    // when it is not the owner itself.
-    for (int attempt = 0; attempt < 20; ++attempt) {
-      if (PullFromHolders(key)) {
+    // Pulled from the daemon that answered; failing that (it went away), from any holder its
+    // directory knows.
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      absl::Notification pulled;
+      if (attempt == 0) {
+        cluster_->PullFrom(ns_, std::vector<Key128>{key}, m.id, [&pulled] { pulled.Notify(); });
+        pulled.WaitForNotification();
+      }
+      if (Present(key) || PullFromHolders(key)) {
         const uint64_t len = file->identity.ChunkBytes(index);
         peer_pulls_.fetch_add(1, std::memory_order_relaxed);
         peer_bytes_.fetch_add(len, std::memory_order_relaxed);
