@@ -30,6 +30,7 @@
 #include "server/service/arena_fd_server.h"
 #include "server/service/kvtier_service.h"
 #include "server/service/peer_service.h"
+#include "server/service/weights_service.h"
 #include "server/store/block_store.h"
 #include "server/transport/ucx_arena_puller.h"
 #include "spdlog/spdlog.h"
@@ -208,6 +209,19 @@ int Run(int argc, char** argv) {
     spdlog::warn("--hbm-capacity {}: HBM tier {}", FormatBytes(config.hbm_capacity), hbm.status);
     info.extra_tiers.push_back(hbm);
   }
+  // The weight cache (issue 6): chunks in the store, the weights disk, fetches through the cluster.
+  WeightOptions weight_options;
+  weight_options.chunk_size = config.weight_chunk_size;
+  weight_options.capacity = config.weight_capacity;
+  weight_options.origin_readers = config.weight_origin_readers;
+  weight_options.disk_dir = config.weight_dir;
+  weight_options.disk_capacity = config.weight_disk_capacity;
+  auto weights = WeightCache::Create(weight_options, &store, (*arena)->base(), cluster.get(),
+                                     GrpcWeightPeerConnector(config.node_id));
+  if (!weights.ok()) return Fail(weights.status());
+  WeightsService weights_service(weights->get());
+  WeightPeerService weight_peer_service(weights->get());
+
   RateSampler rates(&store, /*period_ms=*/1000);
   KvTierService service(&store, info, &rates);
   std::unique_ptr<PeerService> peer_service;
@@ -247,6 +261,7 @@ int Run(int argc, char** argv) {
       sources.store = store.Stats();
       sources.extra_tiers = info.extra_tiers;
       if (cluster) sources.cluster = cluster->View();
+      sources.weights = (*weights)->Counters();
       sources.request_durations = {{"lookup", service.lookup_latency().Snapshot()},
                                    {"acquire", service.acquire_latency().Snapshot()}};
       return RenderKvtierMetrics(sources);
@@ -276,6 +291,8 @@ int Run(int argc, char** argv) {
   }
   builder.RegisterService(&service);
   if (peer_service) builder.RegisterService(peer_service.get());
+  builder.RegisterService(&weights_service);
+  if (cluster) builder.RegisterService(&weight_peer_service);
   std::unique_ptr<grpc::Server> server;
   {
     ScopedUmask owner_only(0177);
@@ -343,7 +360,8 @@ int Run(int argc, char** argv) {
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   server->Wait();
   if (metrics) metrics->Stop();
-  mover.reset();  // before the store and the device it writes to
+  weights->reset();  // its workers use the store and the cluster
+  mover.reset();     // before the store and the device it writes to
   if (cluster) {
     store.SetListener(nullptr);
     cluster.reset();  // waits out its calls in flight, before the transport they use
