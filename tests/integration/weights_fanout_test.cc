@@ -88,7 +88,9 @@ TEST_F(WeightsFanoutTest, FourDaemonsReadEachByteOnceOnLoopback) {
 TEST_F(WeightsFanoutTest, KillingAChunkHolderMidPullLetsTheOthersComplete) {
   ASSERT_NO_FATAL_FAILURE(RequireWeightsCli());
   NginxOriginOptions options;
-  options.slow_rate_bytes_per_sec = 256 << 10;  // a chunk a second per connection
+  // nginx sends rate x (seconds + 1) bytes: the first 64 KiB of a 256 KiB chunk at once, the rest
+  // in 3 s.
+  options.slow_rate_bytes_per_sec = 64 << 10;
   ASSERT_NO_FATAL_FAILURE(StartOrigin(options));
   auto path = origin_->WriteRandomFile(kFile, kFileSize, 12);
   ASSERT_TRUE(path.ok()) << path.status();
@@ -116,7 +118,8 @@ TEST_F(WeightsFanoutTest, KillingAChunkHolderMidPullLetsTheOthersComplete) {
   EXPECT_EQ(finished_at_kill, 0) << "pulls had finished before the kill";
 
   for (int i = 0; i < 3; ++i) {
-    ASSERT_EQ(pulls[i].exit_code, 0) << "node " << i << ": " << pulls[i].output << "\ndaemon log:\n"
+    ASSERT_EQ(pulls[i].exit_code, 0) << "node " << i << " (daemon alive: " << daemons_[i]->Alive()
+                                     << "): " << pulls[i].output << "\ndaemon log:\n"
                                      << daemons_[i]->ReadLog();
     auto got = Sha256OfFile(pulls[i].path);
     ASSERT_TRUE(got.ok()) << got.status();

@@ -23,11 +23,13 @@ class WeightsFaultsTest : public WeightsTest {
     ASSERT_NO_FATAL_FAILURE(RequireWeightsCli());
   }
 
-  // Origin (with `options`), the file w.bin and one daemon; returns the file's sha256.
-  std::string Start(const NginxOriginOptions& options = {}, int daemons = 1) {
+  // Origin (with `options`), the file w.bin of `size` bytes and `daemons` daemons; returns the
+  // file's sha256.
+  std::string Start(const NginxOriginOptions& options = {}, int daemons = 1,
+                    uint64_t size = kFileSize) {
     StartOrigin(options);
     if (origin_ == nullptr) return "";
-    auto path = origin_->WriteRandomFile("w.bin", kFileSize, 21);
+    auto path = origin_->WriteRandomFile("w.bin", size, 21);
     EXPECT_TRUE(path.ok()) << path.status();
     StartCluster(daemons);
     auto sha = Sha256OfFile(*path);
@@ -85,7 +87,7 @@ TEST_F(WeightsFaultsTest, ConnectionsCutMidChunkAreAnError) {
 // origin's bytes, or the pull fails cleanly; never a corrupted copy.
 TEST_F(WeightsFaultsTest, OriginKilledMidTransferAndRestarted) {
   NginxOriginOptions options;
-  options.slow_rate_bytes_per_sec = 256 << 10;
+  options.slow_rate_bytes_per_sec = 64 << 10;  // 3 s a chunk (the first 64 KiB at once)
   const std::string sha = Start(options, 2);
   ASSERT_FALSE(sha.empty());
   std::vector<Pull> pulls;
@@ -95,7 +97,8 @@ TEST_F(WeightsFaultsTest, OriginKilledMidTransferAndRestarted) {
   origin_->Kill();
   const absl::Status restarted = origin_->Restart();
   puller.join();
-  ASSERT_TRUE(in_flight) << "no transfer was ever in flight";
+  ASSERT_TRUE(in_flight) << "no transfer was ever in flight: " << pulls[0].output << " | "
+                         << pulls[1].output;
   ASSERT_TRUE(restarted.ok()) << restarted;
   for (const Pull& p : pulls) {
     EXPECT_TRUE(p.exit_code == 0 || p.exit_code == 1) << p.output;
@@ -107,29 +110,40 @@ TEST_F(WeightsFaultsTest, OriginKilledMidTransferAndRestarted) {
   }
 }
 
-class WeightsFileChangeTest : public WeightsFaultsTest,
-                              public ::testing::WithParamInterface<bool> {};
+struct FileChange {
+  const char* name;
+  bool in_place;  // rewrite the file's bytes in place, else rename a new file over it
+  uint64_t size;  // of the old version
+};
+void PrintTo(const FileChange& c, std::ostream* os) { *os << c.name; }
 
-// The origin's file is replaced by one of another size while the pull runs: renamed over it
-// (in-flight responses keep the old bytes), or rewritten in place (they may not). The copy is
-// then the old file, the new file, or nothing with a clear error; never a mix of the two.
+class WeightsFileChangeTest : public WeightsFaultsTest,
+                              public ::testing::WithParamInterface<FileChange> {};
+
+// The origin's file is replaced by one of 1.5x its size while the pull runs: renamed over it
+// (responses in flight keep the old bytes), or rewritten in place (responses in flight carry the
+// old version's headers and then, past the change, the new bytes). The copy is then the old file,
+// the new file, or nothing with a clear error; never a mix.
+//   Renamed, InPlace: 32 chunks, more than a pull reads ahead (16), so chunks are also asked for
+//     after the change.
+//   InPlaceAllInFlight: 8 chunks, all in flight when the bytes change under them: nothing in
+//     those responses shows it, only the version asked for again after they end.
 TEST_P(WeightsFileChangeTest, FileChangingSizeDuringThePull) {
-  const bool in_place = GetParam();
+  const FileChange change = GetParam();
   NginxOriginOptions options;
-  options.slow_rate_bytes_per_sec = 256 << 10;
-  const std::string old_sha = Start(options);
+  options.slow_rate_bytes_per_sec = 64 << 10;  // 3 s a chunk (the first 64 KiB at once)
+  const std::string old_sha = Start(options, 1, change.size);
   ASSERT_FALSE(old_sha.empty());
   Pull p;
   std::thread puller([&] { p = RunPull(0, origin_->Url("slow/w.bin")); });
   const bool in_flight = WaitUntil([&] { return origin_->ResponsesInFlight() >= 1; },
                                    absl::Seconds(20), absl::Milliseconds(5));
-  // The new version: 1.5x the size, other bytes.
-  auto next = origin_->WriteRandomFile("next.bin", kFileSize * 3 / 2, 22);
+  auto next = origin_->WriteRandomFile("next.bin", change.size * 3 / 2, 22);
   ASSERT_TRUE(next.ok()) << next.status();
   auto new_sha = Sha256OfFile(*next);
   ASSERT_TRUE(new_sha.ok());
   const std::string target = origin_->root() + "/w.bin";
-  if (in_place) {
+  if (change.in_place) {
     std::ifstream in(*next, std::ios::binary);
     std::ofstream out(target, std::ios::binary | std::ios::in | std::ios::out);
     out << in.rdbuf();
@@ -137,7 +151,7 @@ TEST_P(WeightsFileChangeTest, FileChangingSizeDuringThePull) {
     std::filesystem::rename(*next, target);
   }
   puller.join();
-  ASSERT_TRUE(in_flight) << "no transfer was ever in flight";
+  ASSERT_TRUE(in_flight) << "no transfer was ever in flight: " << p.output;
   EXPECT_TRUE(p.exit_code == 0 || p.exit_code == 1) << p.output;
   ExpectNoCorruptCopy(p, {old_sha, *new_sha});
   if (p.exit_code == 1) {
@@ -146,13 +160,15 @@ TEST_P(WeightsFileChangeTest, FileChangingSizeDuringThePull) {
                 absl::StrContains(out, "size") || absl::StrContains(out, "modified"))
         << "the error does not say the file changed: " << p.output;
   }
-  std::cout << (in_place ? "in place" : "renamed") << ": exit " << p.exit_code << " " << p.output
-            << "\n";
+  std::cout << change.name << ": exit " << p.exit_code << " " << p.output << "\n";
 }
 
-INSTANTIATE_TEST_SUITE_P(Change, WeightsFileChangeTest, ::testing::Values(false, true),
-                         [](const ::testing::TestParamInfo<bool>& info) {
-                           return info.param ? "InPlace" : "Renamed";
+INSTANTIATE_TEST_SUITE_P(Change, WeightsFileChangeTest,
+                         ::testing::Values(FileChange{"Renamed", false, 8 << 20},
+                                           FileChange{"InPlace", true, 8 << 20},
+                                           FileChange{"InPlaceAllInFlight", true, 2 << 20}),
+                         [](const ::testing::TestParamInfo<FileChange>& info) {
+                           return std::string(info.param.name);
                          });
 
 }  // namespace
