@@ -149,6 +149,26 @@ absl::StatusOr<PullFigures> RunOurs(const NginxOrigin& origin, const WeightsBenc
   return figures;  // the daemons stop here, so nginx logs whatever they still had in flight
 }
 
+// What the origin did for entries [from, end) of its log.
+struct OriginSpan {
+  uint64_t bytes = 0;
+  int requests = 0;
+  double seconds = 0;  // first request's start to last request's end
+};
+OriginSpan SpanOf(const std::vector<kvtier::testing::AccessLogEntry>& log, size_t from) {
+  OriginSpan span;
+  double first = 0, last = 0;
+  for (size_t i = from; i < log.size(); ++i) {
+    const double start = log[i].end_s - log[i].duration_s;
+    if (span.requests == 0 || start < first) first = start;
+    if (span.requests == 0 || log[i].end_s > last) last = log[i].end_s;
+    span.bytes += log[i].body_bytes;
+    ++span.requests;
+  }
+  span.seconds = last - first;
+  return span;
+}
+
 uint64_t Field(const nlohmann::json& j, const char* key) {
   return j.contains(key) && j[key].is_number_unsigned() ? j[key].get<uint64_t>() : 0;
 }
@@ -245,18 +265,23 @@ absl::StatusOr<std::vector<Result>> RunWeightsBench(const WeightsBenchOptions& o
         std::fflush(stdout);
         continue;
       }
-      before = (*origin)->BytesServed();
+      const size_t log_from = (*origin)->AccessLog().size();
       auto ours = RunOurs(**origin, o, n, out->path(), *sha);
       if (!ours.ok()) return ours.status();
-      const uint64_t origin_bytes = (*origin)->BytesServed() - before;
+      const OriginSpan span = SpanOf((*origin)->AccessLog(), log_from);
+      const uint64_t origin_bytes = span.bytes;
       for (int i = 0; i < n; ++i) {
         std::filesystem::remove_all(absl::StrCat(out->path(), "/ours", i));
       }
       ours_s.push_back(ours->seconds);
       ratios.push_back(*naive / ours->seconds);
       worst_origin_bytes = std::max(worst_origin_bytes, origin_bytes);
-      std::printf("; ours %.2f s (origin sent %.3fx)\n", ours->seconds,
-                  static_cast<double>(origin_bytes) / size);
+      std::printf(
+          "; ours %.2f s (origin sent %.3fx in %d requests, busy %.2f s from the first request's "
+          "start to the last one's end: %.1f MB/s, the cap is %.1f)\n",
+          ours->seconds, static_cast<double>(origin_bytes) / size, span.requests, span.seconds,
+          span.seconds > 0 ? static_cast<double>(origin_bytes) / span.seconds / 1e6 : 0.0,
+          static_cast<double>(o.origin_rate_bits) / 8e6);
       for (int i = 0; i < n; ++i) {
         const nlohmann::json& j = ours->summaries[i];
         std::printf(

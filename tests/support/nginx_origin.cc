@@ -253,8 +253,8 @@ absl::Status NginxOrigin::WriteConfig() {
     << "events { worker_connections 1024; }\n"
     << "http {\n"
     << "  default_type application/octet-stream;\n"
-    << "  log_format kvtier '$status $body_bytes_sent $request_method $request_uri "
-       "\"$http_range\"';\n"
+    << "  log_format kvtier '$status $body_bytes_sent $msec $request_time $request_method "
+       "$request_uri \"$http_range\"';\n"
     << "  access_log " << dir_ << "/access.log kvtier;\n"
     << "  client_body_temp_path " << dir_ << "/tmp/body;\n"
     << "  proxy_temp_path " << dir_ << "/tmp/proxy;\n"
@@ -347,14 +347,17 @@ std::vector<AccessLogEntry> NginxOrigin::AccessLog() const {
   std::vector<AccessLogEntry> entries;
   const std::string log = ReadWhole(dir_ + "/access.log");
   for (absl::string_view line : absl::StrSplit(log, '\n', absl::SkipEmpty())) {
-    // <status> <body bytes> <method> <request uri> "<range>"
-    std::vector<absl::string_view> f = absl::StrSplit(line, absl::MaxSplits(' ', 4));
-    if (f.size() != 5) continue;
+    // <status> <body bytes> <end> <duration> <method> <request uri> "<range>"
+    std::vector<absl::string_view> f = absl::StrSplit(line, absl::MaxSplits(' ', 6));
+    if (f.size() != 7) continue;
     AccessLogEntry e;
-    if (!absl::SimpleAtoi(f[0], &e.status) || !absl::SimpleAtoi(f[1], &e.body_bytes)) continue;
-    e.method = std::string(f[2]);
-    e.path = std::string(f[3].substr(0, f[3].find('?')));
-    absl::string_view range = f[4];
+    if (!absl::SimpleAtoi(f[0], &e.status) || !absl::SimpleAtoi(f[1], &e.body_bytes) ||
+        !absl::SimpleAtod(f[2], &e.end_s) || !absl::SimpleAtod(f[3], &e.duration_s)) {
+      continue;
+    }
+    e.method = std::string(f[4]);
+    e.path = std::string(f[5].substr(0, f[5].find('?')));
+    absl::string_view range = f[6];
     absl::ConsumePrefix(&range, "\"");
     absl::ConsumeSuffix(&range, "\"");
     if (range != "-") e.range = std::string(range);

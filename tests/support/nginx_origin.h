@@ -51,6 +51,8 @@ struct NginxOriginOptions {
 struct AccessLogEntry {
   int status = 0;
   uint64_t body_bytes = 0;  // $body_bytes_sent
+  double end_s = 0;         // $msec: when it ended (Unix time, seconds)
+  double duration_s = 0;    // $request_time: from its first byte read to its last byte sent
   std::string method;
   std::string path;   // the request URI's path (without ?query)
   std::string range;  // the Range header, "" when none
