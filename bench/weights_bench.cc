@@ -133,10 +133,11 @@ absl::StatusOr<PullFigures> RunOurs(const NginxOrigin& origin, const WeightsBenc
   figures.seconds = Seconds(Now() - t0);
   for (int i = 0; i < n; ++i) {
     if (results[i].exit_code != 0) {
+      const bool alive = (*daemons)[i]->Alive();
       const std::string log = (*daemons)[i]->ReadLog();
       return absl::InternalError(absl::StrCat(
-          "`kvtier weights pull` on ", ids[i], " exited ", results[i].exit_code, ": ",
-          results[i].output,
+          "`kvtier weights pull` on ", ids[i], " exited ", results[i].exit_code, " (its daemon ",
+          alive ? "is alive" : "is gone", "): ", results[i].output,
           "\ndaemon log (tail): ", log.substr(log.size() > 3000 ? log.size() - 3000 : 0)));
     }
     const std::string& out = results[i].output;
