@@ -226,6 +226,27 @@ bool WeightCache::PullFromHolders(const Key128& key) {
   return Present(key);
 }
 
+ChunkSource WeightCache::Pulled(FileState& file, uint64_t index) {
+  const uint64_t len = file.identity.ChunkBytes(index);
+  peer_pulls_.fetch_add(1, std::memory_order_relaxed);
+  peer_bytes_.fetch_add(len, std::memory_order_relaxed);
+  file.peer_bytes.fetch_add(len, std::memory_order_relaxed);
+  NoteSource(file, index, ChunkSource::kPeer);
+  if (disk_) {  // kept for the next start too
+    const Key128 key = file.identity.ChunkKey(index);
+    auto grant = store_->Acquire(ns_, std::span<const Key128>(&key, 1), 0);
+    if (grant.ok() && grant->offsets.size() == 1) {
+      if (disk_->Write(file.identity, index, arena_ + grant->offsets[0], len).ok()) {
+        disk_writes_.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    if (grant.ok() && grant->lease_id != 0) {
+      (void)store_->Release(std::vector<uint64_t>{grant->lease_id});
+    }
+  }
+  return ChunkSource::kPeer;
+}
+
 absl::StatusOr<ChunkSource> WeightCache::Ensure(const std::shared_ptr<FileState>& file,
                                                 uint64_t index, bool serving) {
   const Key128 key = file->identity.ChunkKey(index);
@@ -276,23 +297,7 @@ absl::StatusOr<ChunkSource> WeightCache::Fetch(const std::shared_ptr<FileState>&
   if (disk_ && disk_->Has(file->file_id, index)) {
     if (LoadFromDisk(*file, index).ok() && Present(key)) return ChunkSource::kLocal;
   }
-  if (cluster_ != nullptr && PullFromHolders(key)) {
-    const uint64_t len = file->identity.ChunkBytes(index);
-    peer_pulls_.fetch_add(1, std::memory_order_relaxed);
-    peer_bytes_.fetch_add(len, std::memory_order_relaxed);
-    file->peer_bytes.fetch_add(len, std::memory_order_relaxed);
-    NoteSource(*file, index, ChunkSource::kPeer);
-    if (disk_) {  // kept for the next start too
-      auto grant = store_->Acquire(ns_, std::span<const Key128>(&key, 1), 0);
-      if (grant.ok() && grant->offsets.size() == 1) {
-        if (disk_->Write(file->identity, index, arena_ + grant->offsets[0], len).ok()) {
-          disk_writes_.fetch_add(1, std::memory_order_relaxed);
-        }
-        (void)store_->Release(std::vector<uint64_t>{grant->lease_id});
-      }
-    }
-    return ChunkSource::kPeer;
-  }
+  if (cluster_ != nullptr && PullFromHolders(key)) return Pulled(*file, index);
   if (cluster_ != nullptr && !serving) return AskOwners(file, index);
   if (absl::Status s = ReadOrigin(*file, index); !s.ok()) return s;
   NoteSource(*file, index, ChunkSource::kOrigin);
@@ -344,25 +349,26 @@ absl::StatusOr<ChunkSource> WeightCache::AskOwners(const std::shared_ptr<FileSta
                    file->identity.uri, std::string(fetched.status().message()));
       continue;
     }
-    // Pulled from the daemon that answered; failing that (it went away), from any holder its
-    // directory knows.
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      absl::Notification pulled;
-      if (attempt == 0) {
+    // From a holder its directory knows (two random choices: once a chunk has spread, its
+    // readers spread over the copies), else straight from the daemon that answered (its
+    // directory may be slow or gone).
+    // The owner is alive and holds it: a failed pull (a first contact, a busy link) is worth
+    // a few more tries before another daemon is asked (that could cost a second origin read).
+    for (int attempt = 0; attempt < 10; ++attempt) {
+      bool here = PullFromHolders(key);
+      if (!here && attempt % 3 == 0) {
+        absl::Notification pulled;
         cluster_->PullFrom(ns_, std::vector<Key128>{key}, m.id, [&pulled] { pulled.Notify(); });
         pulled.WaitForNotification();
+        here = Present(key);
       }
-      if (Present(key) || PullFromHolders(key)) {
-        const uint64_t len = file->identity.ChunkBytes(index);
-        peer_pulls_.fetch_add(1, std::memory_order_relaxed);
-        peer_bytes_.fetch_add(len, std::memory_order_relaxed);
-        file->peer_bytes.fetch_add(len, std::memory_order_relaxed);
-        NoteSource(*file, index, ChunkSource::kPeer);
-        return ChunkSource::kPeer;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10 * (attempt + 1)));
+      if (here) return Pulled(*file, index);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20 * (attempt + 1)));
     }
     last = absl::UnavailableError(absl::StrFormat("%s holds it but the pull failed", m.id));
+    spdlog::warn("weights: {} fetched chunk {} of {} but pulling it from there failed; asking the "
+                 "next member",
+                 m.id, index, file->identity.uri);
   }
   spdlog::warn("weights: no owner of chunk {} of {} could serve it ({}); reading the origin here",
                index, file->identity.uri, std::string(last.message()));

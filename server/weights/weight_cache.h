@@ -159,6 +159,8 @@ class WeightCache {
   absl::StatusOr<ChunkSource> AskOwners(const std::shared_ptr<FileState>& file, uint64_t index);
   void Readahead(const std::shared_ptr<FileState>& file, uint64_t from);
   void NoteSource(FileState& file, uint64_t index, ChunkSource source);
+  // Books a chunk just pulled from a peer (counters, source) and keeps it on the weights disk.
+  ChunkSource Pulled(FileState& file, uint64_t index);
 
   const WeightOptions options_;
   BlockStore* const store_;
