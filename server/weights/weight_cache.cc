@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <mutex>
 #include <thread>
 
 #include "absl/strings/str_format.h"
@@ -56,13 +57,15 @@ absl::StatusOr<std::unique_ptr<WeightCache>> WeightCache::Create(WeightOptions o
     return absl::InvalidArgumentError("--weight-origin-readers: must be at least 1");
   }
   if (!options.open_origin) options.open_origin = OpenOrigin;
+  // The namespace is registered with the store when the first file is (so a daemon that never
+  // caches weights lists no weights namespace); its id is known now.
   NamespaceLayout layout;
   layout.model_id = "kvtier.weights";
   layout.layout_tag = "opaque";
   layout.block_bytes = options.chunk_size;
-  bool created = false;
-  auto ns = store->RegisterNamespace(layout, &created);
-  if (!ns.ok()) return ns.status();
+  auto normalized = NormalizeLayout(layout);
+  if (!normalized.ok()) return normalized.status();
+  const uint64_t ns = LayoutId(*normalized);
   std::unique_ptr<ChunkDisk> disk;
   if (!options.disk_dir.empty()) {
     auto opened = ChunkDisk::Open(options.disk_dir, options.disk_capacity);
@@ -70,7 +73,8 @@ absl::StatusOr<std::unique_ptr<WeightCache>> WeightCache::Create(WeightOptions o
     disk = std::move(*opened);
   }
   std::unique_ptr<WeightCache> cache(
-      new WeightCache(std::move(options), store, arena, cluster, std::move(connect), (*ns)->id));
+      new WeightCache(std::move(options), store, arena, cluster, std::move(connect), ns));
+  cache->layout_ = *normalized;
   cache->disk_ = std::move(disk);
   if (cache->disk_) {
     for (const FileIdentity& f : cache->disk_->Files()) {
@@ -106,6 +110,14 @@ WeightCache::~WeightCache() {
 }
 
 std::shared_ptr<WeightCache::FileState> WeightCache::Register(const FileIdentity& identity) {
+  std::call_once(ns_registered_, [this] {
+    bool created = false;
+    auto ns = store_->RegisterNamespace(layout_, &created);
+    if (!ns.ok() || (*ns)->id != ns_) {
+      spdlog::error("weights: cannot register the weights namespace: {}",
+                    ns.ok() ? "another id" : std::string(ns.status().message()));
+    }
+  });
   absl::MutexLock lock(&mu_);
   std::shared_ptr<FileState>& f = files_[identity.FileId()];
   if (!f) f = std::make_shared<FileState>(identity);
@@ -366,9 +378,10 @@ absl::StatusOr<ChunkSource> WeightCache::AskOwners(const std::shared_ptr<FileSta
       std::this_thread::sleep_for(std::chrono::milliseconds(20 * (attempt + 1)));
     }
     last = absl::UnavailableError(absl::StrFormat("%s holds it but the pull failed", m.id));
-    spdlog::warn("weights: {} fetched chunk {} of {} but pulling it from there failed; asking the "
-                 "next member",
-                 m.id, index, file->identity.uri);
+    spdlog::warn(
+        "weights: {} fetched chunk {} of {} but pulling it from there failed; asking the "
+        "next member",
+        m.id, index, file->identity.uri);
   }
   spdlog::warn("weights: no owner of chunk {} of {} could serve it ({}); reading the origin here",
                index, file->identity.uri, std::string(last.message()));

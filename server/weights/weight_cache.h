@@ -28,6 +28,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -168,6 +169,8 @@ class WeightCache {
   ClusterNode* const cluster_;
   const WeightPeerConnector connect_;
   const uint64_t ns_;
+  NamespaceLayout layout_;  // of ns_, registered with the store by the first Register
+  std::once_flag ns_registered_;
   std::unique_ptr<ChunkDisk> disk_;
   ChunkPins pins_;
 
