@@ -141,6 +141,22 @@ Status RunWeightsPull(WeightClient& client, const WeightsPullArgs& args, std::os
     }
     progress << "\n" << std::flush;
   }
+  // The origin once more: a file rewritten in place while a response was on the wire can carry
+  // the old version's headers with new bytes, which no range GET can tell. A version that moved
+  // during the pull fails it (the copy could mix the two).
+  if (error.ok()) {
+    WeightFile again;
+    Status s = client.OpenFile(args.uri, &again);
+    if (!s.ok()) {
+      error = s;
+    } else if (again.version != file.version || again.size != file.size) {
+      error =
+          Status(Status::Code::kFailedPrecondition,
+                 "origin changed during the pull: " + args.uri + " is now " +
+                     std::to_string(again.size) + " bytes, " + again.version + " (was " +
+                     std::to_string(file.size) + " bytes, " + file.version + "); pull it again");
+    }
+  }
   if (error.ok() && fsync(fd) != 0) error = Errno("--to: cannot sync", tmp);
   close(fd);
   if (error.ok() && rename(tmp.c_str(), path.c_str()) != 0) {

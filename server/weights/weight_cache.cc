@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <mutex>
 #include <thread>
 
 #include "absl/strings/str_format.h"
@@ -56,13 +57,15 @@ absl::StatusOr<std::unique_ptr<WeightCache>> WeightCache::Create(WeightOptions o
     return absl::InvalidArgumentError("--weight-origin-readers: must be at least 1");
   }
   if (!options.open_origin) options.open_origin = OpenOrigin;
+  // The namespace is registered with the store when the first file is (so a daemon that never
+  // caches weights lists no weights namespace); its id is known now.
   NamespaceLayout layout;
   layout.model_id = "kvtier.weights";
   layout.layout_tag = "opaque";
   layout.block_bytes = options.chunk_size;
-  bool created = false;
-  auto ns = store->RegisterNamespace(layout, &created);
-  if (!ns.ok()) return ns.status();
+  auto normalized = NormalizeLayout(layout);
+  if (!normalized.ok()) return normalized.status();
+  const uint64_t ns = LayoutId(*normalized);
   std::unique_ptr<ChunkDisk> disk;
   if (!options.disk_dir.empty()) {
     auto opened = ChunkDisk::Open(options.disk_dir, options.disk_capacity);
@@ -70,7 +73,8 @@ absl::StatusOr<std::unique_ptr<WeightCache>> WeightCache::Create(WeightOptions o
     disk = std::move(*opened);
   }
   std::unique_ptr<WeightCache> cache(
-      new WeightCache(std::move(options), store, arena, cluster, std::move(connect), (*ns)->id));
+      new WeightCache(std::move(options), store, arena, cluster, std::move(connect), ns));
+  cache->layout_ = *normalized;
   cache->disk_ = std::move(disk);
   if (cache->disk_) {
     for (const FileIdentity& f : cache->disk_->Files()) {
@@ -106,6 +110,14 @@ WeightCache::~WeightCache() {
 }
 
 std::shared_ptr<WeightCache::FileState> WeightCache::Register(const FileIdentity& identity) {
+  std::call_once(ns_registered_, [this] {
+    bool created = false;
+    auto ns = store_->RegisterNamespace(layout_, &created);
+    if (!ns.ok() || (*ns)->id != ns_) {
+      spdlog::error("weights: cannot register the weights namespace: {}",
+                    ns.ok() ? "another id" : std::string(ns.status().message()));
+    }
+  });
   absl::MutexLock lock(&mu_);
   std::shared_ptr<FileState>& f = files_[identity.FileId()];
   if (!f) f = std::make_shared<FileState>(identity);
@@ -226,6 +238,27 @@ bool WeightCache::PullFromHolders(const Key128& key) {
   return Present(key);
 }
 
+ChunkSource WeightCache::Pulled(FileState& file, uint64_t index) {
+  const uint64_t len = file.identity.ChunkBytes(index);
+  peer_pulls_.fetch_add(1, std::memory_order_relaxed);
+  peer_bytes_.fetch_add(len, std::memory_order_relaxed);
+  file.peer_bytes.fetch_add(len, std::memory_order_relaxed);
+  NoteSource(file, index, ChunkSource::kPeer);
+  if (disk_) {  // kept for the next start too
+    const Key128 key = file.identity.ChunkKey(index);
+    auto grant = store_->Acquire(ns_, std::span<const Key128>(&key, 1), 0);
+    if (grant.ok() && grant->offsets.size() == 1) {
+      if (disk_->Write(file.identity, index, arena_ + grant->offsets[0], len).ok()) {
+        disk_writes_.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    if (grant.ok() && grant->lease_id != 0) {
+      (void)store_->Release(std::vector<uint64_t>{grant->lease_id});
+    }
+  }
+  return ChunkSource::kPeer;
+}
+
 absl::StatusOr<ChunkSource> WeightCache::Ensure(const std::shared_ptr<FileState>& file,
                                                 uint64_t index, bool serving) {
   const Key128 key = file->identity.ChunkKey(index);
@@ -276,23 +309,7 @@ absl::StatusOr<ChunkSource> WeightCache::Fetch(const std::shared_ptr<FileState>&
   if (disk_ && disk_->Has(file->file_id, index)) {
     if (LoadFromDisk(*file, index).ok() && Present(key)) return ChunkSource::kLocal;
   }
-  if (cluster_ != nullptr && PullFromHolders(key)) {
-    const uint64_t len = file->identity.ChunkBytes(index);
-    peer_pulls_.fetch_add(1, std::memory_order_relaxed);
-    peer_bytes_.fetch_add(len, std::memory_order_relaxed);
-    file->peer_bytes.fetch_add(len, std::memory_order_relaxed);
-    NoteSource(*file, index, ChunkSource::kPeer);
-    if (disk_) {  // kept for the next start too
-      auto grant = store_->Acquire(ns_, std::span<const Key128>(&key, 1), 0);
-      if (grant.ok() && grant->offsets.size() == 1) {
-        if (disk_->Write(file->identity, index, arena_ + grant->offsets[0], len).ok()) {
-          disk_writes_.fetch_add(1, std::memory_order_relaxed);
-        }
-        (void)store_->Release(std::vector<uint64_t>{grant->lease_id});
-      }
-    }
-    return ChunkSource::kPeer;
-  }
+  if (cluster_ != nullptr && PullFromHolders(key)) return Pulled(*file, index);
   if (cluster_ != nullptr && !serving) return AskOwners(file, index);
   if (absl::Status s = ReadOrigin(*file, index); !s.ok()) return s;
   NoteSource(*file, index, ChunkSource::kOrigin);
@@ -344,25 +361,27 @@ absl::StatusOr<ChunkSource> WeightCache::AskOwners(const std::shared_ptr<FileSta
                    file->identity.uri, std::string(fetched.status().message()));
       continue;
     }
-    // Pulled from the daemon that answered; failing that (it went away), from any holder its
-    // directory knows.
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      absl::Notification pulled;
-      if (attempt == 0) {
+    // From a holder its directory knows (two random choices: once a chunk has spread, its
+    // readers spread over the copies), else straight from the daemon that answered (its
+    // directory may be slow or gone).
+    // The owner is alive and holds it: a failed pull (a first contact, a busy link) is worth
+    // a few more tries before another daemon is asked (that could cost a second origin read).
+    for (int attempt = 0; attempt < 10; ++attempt) {
+      bool here = PullFromHolders(key);
+      if (!here && attempt % 3 == 0) {
+        absl::Notification pulled;
         cluster_->PullFrom(ns_, std::vector<Key128>{key}, m.id, [&pulled] { pulled.Notify(); });
         pulled.WaitForNotification();
+        here = Present(key);
       }
-      if (Present(key) || PullFromHolders(key)) {
-        const uint64_t len = file->identity.ChunkBytes(index);
-        peer_pulls_.fetch_add(1, std::memory_order_relaxed);
-        peer_bytes_.fetch_add(len, std::memory_order_relaxed);
-        file->peer_bytes.fetch_add(len, std::memory_order_relaxed);
-        NoteSource(*file, index, ChunkSource::kPeer);
-        return ChunkSource::kPeer;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10 * (attempt + 1)));
+      if (here) return Pulled(*file, index);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20 * (attempt + 1)));
     }
     last = absl::UnavailableError(absl::StrFormat("%s holds it but the pull failed", m.id));
+    spdlog::warn(
+        "weights: {} fetched chunk {} of {} but pulling it from there failed; asking the "
+        "next member",
+        m.id, index, file->identity.uri);
   }
   spdlog::warn("weights: no owner of chunk {} of {} could serve it ({}); reading the origin here",
                index, file->identity.uri, std::string(last.message()));

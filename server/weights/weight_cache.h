@@ -28,6 +28,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -159,6 +160,8 @@ class WeightCache {
   absl::StatusOr<ChunkSource> AskOwners(const std::shared_ptr<FileState>& file, uint64_t index);
   void Readahead(const std::shared_ptr<FileState>& file, uint64_t from);
   void NoteSource(FileState& file, uint64_t index, ChunkSource source);
+  // Books a chunk just pulled from a peer (counters, source) and keeps it on the weights disk.
+  ChunkSource Pulled(FileState& file, uint64_t index);
 
   const WeightOptions options_;
   BlockStore* const store_;
@@ -166,6 +169,8 @@ class WeightCache {
   ClusterNode* const cluster_;
   const WeightPeerConnector connect_;
   const uint64_t ns_;
+  NamespaceLayout layout_;  // of ns_, registered with the store by the first Register
+  std::once_flag ns_registered_;
   std::unique_ptr<ChunkDisk> disk_;
   ChunkPins pins_;
 
