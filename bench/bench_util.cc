@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -10,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/free_port.h"
 
 namespace kvtier::bench {
 
@@ -31,6 +33,37 @@ absl::StatusOr<Target> StartTarget(const std::string& socket,
   t.daemon = std::move(*d);
   t.socket = t.daemon->socket_path();
   return t;
+}
+
+std::string DaemonLogLevel() {
+  const char* level = std::getenv("KVTIER_BENCH_LOG");
+  return level != nullptr && level[0] != '\0' ? level : "warn";
+}
+
+std::string ClusterTls(const std::string& tls) {
+  if (!tls.empty()) return tls;
+  const char* env = std::getenv("UCX_TLS");
+  return env != nullptr && env[0] != '\0' ? env : "tcp";
+}
+
+absl::StatusOr<std::vector<std::unique_ptr<LocalDaemon>>> StartStaticCluster(
+    const std::vector<std::string>& ids, const std::string& tls,
+    const std::vector<std::string>& args) {
+  std::string peers;
+  for (const std::string& id : ids) {
+    absl::StrAppend(&peers, peers.empty() ? "" : ",", id, "@127.0.0.1:", FreeTcpPort());
+  }
+  std::vector<std::unique_ptr<LocalDaemon>> daemons;
+  for (const std::string& id : ids) {
+    std::vector<std::string> a = {"--node-id",         id,     "--peers",     peers,
+                                  "--ucx-tls",         tls,    "--log-level", DaemonLogLevel(),
+                                  "--peer-timeout-ms", "10000"};
+    a.insert(a.end(), args.begin(), args.end());
+    auto d = LocalDaemon::Start(SelfDir() + "/kvtierd", a);
+    if (!d.ok()) return d.status();
+    daemons.push_back(std::move(*d));
+  }
+  return daemons;
 }
 
 absl::Status ToAbsl(const Status& s) {

@@ -25,6 +25,17 @@ struct Target {
 };
 absl::StatusOr<Target> StartTarget(const std::string& socket, const std::vector<std::string>& args);
 
+// The daemons' --log-level: $KVTIER_BENCH_LOG (e.g. debug, to see why pulls fail), else warn.
+std::string DaemonLogLevel();
+// UCX_TLS for a benchmark's cluster: `tls` when given, else $UCX_TLS, else tcp.
+std::string ClusterTls(const std::string& tls);
+// Daemons named `ids` listing each other as static peers on free 127.0.0.1 ports (README, "A
+// cluster on one machine"), each started with --node-id, --peers, --ucx-tls, --log-level,
+// --peer-timeout-ms 10000 and `args`, in the order of `ids`.
+absl::StatusOr<std::vector<std::unique_ptr<LocalDaemon>>> StartStaticCluster(
+    const std::vector<std::string>& ids, const std::string& tls,
+    const std::vector<std::string>& args);
+
 // The client library's status as an absl::Status (same code, same message).
 absl::Status ToAbsl(const Status& s);
 

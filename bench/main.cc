@@ -12,6 +12,7 @@
 #include "bench/ring_bench.h"
 #include "bench/trace_bench.h"
 #include "bench/ucx_perftest.h"
+#include "bench/weights_bench.h"
 #include "common/size.h"
 
 using kvtier::bench::Result;
@@ -188,7 +189,48 @@ int main(int argc, char** argv) {
   remote_cmd->add_option("--tls", remote.tls,
                          "UCX_TLS for the daemons (default: $UCX_TLS, else tcp)");
 
+  kvtier::bench::WeightsBenchOptions weights;
+  std::string weights_size = "256MiB", weights_rate = "400Mbit", weights_chunk;
+  CLI::App* weights_cmd = app.add_subcommand(
+      "weights",
+      "Model-weight fan-out: N daemons pull one file through an origin capped in aggregate (nginx "
+      "in a network namespace, tbf) vs N curl readers of the same origin; needs CAP_NET_ADMIN");
+  weights_cmd->add_option("--nodes", weights.nodes, "Node counts to run, e.g. 1,2,4")
+      ->delimiter(',')
+      ->capture_default_str();
+  weights_cmd->add_option("--size", weights_size, "File size")->capture_default_str();
+  weights_cmd
+      ->add_option("--origin-rate", weights_rate,
+                   "The origin's aggregate cap (400Mbit, 1Gbit, 50MB/s)")
+      ->capture_default_str();
+  weights_cmd->add_option("--chunk-size", weights_chunk,
+                          "The daemons' --weight-chunk-size (default: theirs)");
+  weights_cmd->add_option("--tls", weights.tls,
+                          "UCX_TLS for the daemons (default: $UCX_TLS, else tcp)");
+  weights_cmd->add_option("--dir", weights.dir, "Directory for the copies (default: /tmp)");
+  weights_cmd->add_option("--rounds", weights.rounds, "Rounds of naive and ours, interleaved")
+      ->capture_default_str();
+  weights_cmd->add_option("--timeout", weights.timeout_s, "Seconds allowed per phase")
+      ->capture_default_str();
+  weights_cmd->add_flag("--baseline-only", weights.baseline_only,
+                        "Only the naive curl readers (checks the origin's cap; no RESULT line)");
+
   CLI11_PARSE(app, argc, argv);
+  if (weights_cmd->parsed()) {
+    auto rate = kvtier::bench::ParseBitRate(weights_rate, "--origin-rate");
+    if (!rate.ok()) {
+      std::fprintf(stderr, "kvtier-bench: %s\n", std::string(rate.status().message()).c_str());
+      return 2;
+    }
+    weights.origin_rate_bits = *rate;
+    if (!ParseSizeFlag(weights_size, "--size", &weights.size) ||
+        (!weights_chunk.empty() &&
+         !ParseSizeFlag(weights_chunk, "--chunk-size", &weights.chunk_size))) {
+      return 2;
+    }
+    return Report(kvtier::bench::RunWeightsBench(weights), json,
+                  kvtier::bench::FormatWeightsResult);
+  }
   if (remote_cmd->parsed()) {
     if (!ParseSizeFlag(remote_block, "--block-size", &remote.block_bytes)) return 2;
     return Report(kvtier::bench::RunRemoteBench(remote), json);

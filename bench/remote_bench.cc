@@ -19,12 +19,6 @@
 namespace kvtier::bench {
 namespace {
 
-// The daemons' --log-level: $KVTIER_BENCH_LOG (e.g. debug, to see why pulls fail), else warn.
-std::string DaemonLogLevel() {
-  const char* level = std::getenv("KVTIER_BENCH_LOG");
-  return level != nullptr && level[0] != '\0' ? level : "warn";
-}
-
 struct Node {
   std::unique_ptr<LocalDaemon> daemon;
   std::unique_ptr<Client> client;
@@ -40,20 +34,12 @@ std::string BlockLabel(uint64_t bytes) {
 // namespace of `block_bytes` blocks registered.
 absl::StatusOr<std::vector<Node>> StartCluster(uint64_t dram, uint64_t block_bytes,
                                                const std::string& tls) {
-  std::vector<std::string> ids = {"a", "b", "c"}, addresses;
-  std::string peers;
-  for (const std::string& id : ids) {
-    addresses.push_back(absl::StrCat("127.0.0.1:", FreeTcpPort()));
-    absl::StrAppend(&peers, peers.empty() ? "" : ",", id, "@", addresses.back());
-  }
-  std::vector<Node> nodes(ids.size());
-  for (size_t i = 0; i < ids.size(); ++i) {
-    auto d = LocalDaemon::Start(
-        SelfDir() + "/kvtierd",
-        {"--dram-capacity", std::to_string(dram), "--node-id", ids[i], "--peers", peers,
-         "--ucx-tls", tls, "--log-level", DaemonLogLevel(), "--peer-timeout-ms", "10000"});
-    if (!d.ok()) return d.status();
-    nodes[i].daemon = std::move(*d);
+  auto daemons =
+      StartStaticCluster({"a", "b", "c"}, tls, {"--dram-capacity", std::to_string(dram)});
+  if (!daemons.ok()) return daemons.status();
+  std::vector<Node> nodes(daemons->size());
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    nodes[i].daemon = std::move((*daemons)[i]);
     ClientOptions copts;
     copts.socket_path = nodes[i].daemon->socket_path();
     copts.timeout_ms = 60'000;
@@ -140,11 +126,7 @@ absl::StatusOr<std::vector<Result>> RunRemoteBench(const RemoteBenchOptions& o) 
   if (o.block_bytes == 0 || o.batch == 0 || o.rounds <= 0 || o.streams <= 0) {
     return absl::InvalidArgumentError("--block-size, --batch, --streams and --rounds must be > 0");
   }
-  std::string tls = o.tls;
-  if (tls.empty()) {
-    const char* env = std::getenv("UCX_TLS");
-    tls = env != nullptr && env[0] != '\0' ? env : "tcp";
-  }
+  const std::string tls = ClusterTls(o.tls);
   const uint64_t blocks =
       o.blocks != 0 ? o.blocks : std::max<uint64_t>(32, (256ULL << 20) / o.block_bytes);
   const uint64_t slot = (o.block_bytes + 4095) / 4096 * 4096;

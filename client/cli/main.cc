@@ -16,7 +16,9 @@
 
 #include "commands.h"
 #include "kvtier/client.h"
+#include "kvtier/weights.h"
 #include "top.h"
+#include "weights_cmd.h"
 
 namespace {
 
@@ -88,12 +90,29 @@ int Main(int argc, char** argv) {
   drop->add_flag("--all", drop_all, "every block of the namespace");
   drop->add_option("keys", drop_keys, "block keys (32 hex digits each)");
 
+  // Weight cache (issue 6): kvtier weights pull|ls|prefetch|pin.
+  CLI::App* weights = app.add_subcommand("weights", "model-weight cache: pull, ls, prefetch, pin");
+  weights->require_subcommand(1);
+  kvtier::cli::WeightsPullArgs pull_args;
+  CLI::App* w_pull = weights->add_subcommand("pull", "pull a file through the cache into --to DIR");
+  w_pull->add_option("uri", pull_args.uri, "file:///path or http(s)://host/path")->required();
+  w_pull->add_option("--to", pull_args.dir, "directory to write the file into")->required();
+  w_pull->add_option("--streams", pull_args.streams, "reads in flight")->capture_default_str();
+  CLI::App* w_ls = weights->add_subcommand("ls", "cached files, chunks per tier, holders");
+  std::string w_uri;
+  bool unpin = false;
+  CLI::App* w_prefetch =
+      weights->add_subcommand("prefetch", "start fetching a file into the cache");
+  w_prefetch->add_option("uri", w_uri, "file URI")->required();
+  CLI::App* w_pin = weights->add_subcommand("pin", "keep a file's chunks out of KV churn's reach");
+  w_pin->add_option("uri", w_uri, "file URI")->required();
+  w_pin->add_flag("--unpin", unpin, "let the file's chunks go again");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
     constexpr const char* kCommands =
-        "(commands: status, tiers, namespaces, blocks, drop, cluster, top)";
+        "(commands: status, tiers, namespaces, blocks, drop, cluster, top, weights)";
     if (app.get_subcommands().empty() && !app.remaining().empty()) {
       std::cerr << "kvtier: unknown command '" << app.remaining().front() << "' " << kCommands
                 << '\n';
@@ -119,6 +138,31 @@ int Main(int argc, char** argv) {
     if (Status s = kvtier::cli::ParseDropArgs(drop_ns, drop_all, drop_keys, &drop_args); !s.ok()) {
       return Fail(s);
     }
+  }
+
+  if (weights->parsed()) {
+    kvtier::ClientOptions woptions;
+    woptions.socket_path = socket_path;
+    woptions.timeout_ms = timeout_ms;
+    woptions.map_arena = w_pull->parsed();
+    woptions.prefault = false;
+    std::unique_ptr<kvtier::WeightClient> wclient;
+    if (Status s = kvtier::WeightClient::Connect(woptions, &wclient); !s.ok()) return Fail(s);
+    Status r;
+    if (w_pull->parsed()) {
+      pull_args.json = json;
+      pull_args.progress = isatty(STDERR_FILENO) == 1;
+      r = kvtier::cli::RunWeightsPull(*wclient, pull_args, std::cout, std::cerr);
+    } else if (w_ls->parsed()) {
+      r = kvtier::cli::RunWeightsList(*wclient, json, std::cout);
+    } else if (w_prefetch->parsed()) {
+      r = kvtier::cli::RunWeightsPrefetch(*wclient, w_uri, json, std::cout);
+    } else if (w_pin->parsed()) {
+      r = kvtier::cli::RunWeightsPin(*wclient, w_uri, unpin, json, std::cout);
+    }
+    if (!r.ok()) return Fail(r);
+    std::cout.flush();
+    return 0;
   }
 
   kvtier::ClientOptions options;

@@ -29,6 +29,8 @@ class Connection {
   Connection& operator=(const Connection&) = delete;
 
   v1::KvTier::Stub& stub() { return *stub_; }
+  // The channel itself, for the other services of the daemon (weights).
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
   // Sets the per-call deadline (ClientOptions::timeout_ms from now). Every call goes through here:
   // a call made while the channel is not connected may reach a different (restarted) daemon, so
   // it marks the arena for re-checking.

@@ -214,6 +214,14 @@ void ClusterNode::OnBlockGone(const BlockId& id) {
   queue_.push_back(Event{id, Key128{}, false});
 }
 
+std::vector<Member> ClusterNode::PlacementOrder(uint64_t hash, size_t n) {
+  absl::MutexLock lock(&mu_);
+  std::vector<Member> out;
+  if (!placement_) return out;
+  for (uint32_t i : placement_->TopR(hash, n)) out.push_back(placement_->members()[i]);
+  return out;
+}
+
 size_t ClusterNode::FlushAnnouncements() {
   size_t total = 0;
   for (int i = 0; i < 100; ++i) {
@@ -590,6 +598,22 @@ void ClusterNode::PullMissing(uint64_t ns, std::vector<Key128> keys, size_t from
       StartRun(run);
     }
   });
+}
+
+void ClusterNode::PullFrom(uint64_t ns, std::vector<Key128> keys, const std::string& holder,
+                           std::function<void()> done) {
+  std::shared_ptr<PeerState> peer = holder == options_.self_id ? nullptr : Peer(holder);
+  if (!peer || keys.empty()) {
+    done();
+    return;
+  }
+  auto run = std::make_shared<PullRun>();
+  run->ns = ns;
+  run->keys = std::move(keys);
+  run->holder = std::move(peer);
+  run->roster_version = roster_version();
+  run->finished = std::move(done);
+  StartRun(run);
 }
 
 // Two random choices among the holders, the one with fewer pulls from here in flight: reads of a

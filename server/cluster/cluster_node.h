@@ -90,6 +90,11 @@ class ClusterNode : public BlockListener {
   // `done` runs when every pull has finished or failed. `keys` is a chain from its start, or any
   // part of a chain this node looked up before (see HeadsOf).
   void PullMissing(uint64_t ns, std::vector<Key128> keys, size_t from, std::function<void()> done);
+  // Pulls `keys` (none with a parent) from the member `holder` directly, without asking their
+  // directories (the caller knows it holds them: the weight cache after an owner fetched a
+  // chunk). `done` runs when the pull has finished or failed; a failure is a miss.
+  void PullFrom(uint64_t ns, std::vector<Key128> keys, const std::string& holder,
+                std::function<void()> done);
 
   // --- what the peer service calls (requests already decoded) ---
   // OK when `roster_version` matches ours; FAILED_PRECONDITION naming the field otherwise.
@@ -112,6 +117,10 @@ class ClusterNode : public BlockListener {
   void NoteIncarnation(const std::string& member, uint64_t incarnation);
 
   ClusterView View();
+
+  // The first `n` members of the placement order of `hash` (the owner first; Placement::TopR).
+  // Empty before the first roster. For the weight cache's chunk owners.
+  std::vector<Member> PlacementOrder(uint64_t hash, size_t n);
 
   // BlockListener: queue announcements (store locks are held here).
   void OnBlockReady(const BlockId& id, const Key128& parent) override;

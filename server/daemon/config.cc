@@ -175,6 +175,23 @@ absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_
                  "How pulls move bytes: auto (measured best for the transport), get (RMA) or "
                  "am (active-message rendezvous)")
       ->capture_default_str();
+  // Weight cache (issue 6).
+  std::string weight_chunk_size, weight_capacity, weight_disk_capacity;
+  app.add_option("--weight-chunk-size", weight_chunk_size,
+                 "Weight files are cached in chunks of this size (default 4MiB; the same on every "
+                 "daemon of a pool)");
+  app.add_option("--weight-capacity", weight_capacity,
+                 "DRAM held for weight chunks, out of KV churn's reach (default: 1/4 of "
+                 "--dram-capacity)");
+  app.add_option("--weight-origin-readers", config.weight_origin_readers,
+                 "Daemons of the pool that may read one chunk from its origin at once (its "
+                 "owners)")
+      ->capture_default_str();
+  app.add_option("--weight-dir", config.weight_dir,
+                 "Directory keeping weight chunks across restarts (default: <--nvme-path>.weights "
+                 "with an NVMe tier, else none)");
+  app.add_option("--weight-disk-capacity", weight_disk_capacity,
+                 "Most bytes of chunks in --weight-dir (default: --nvme-capacity, else 64GiB)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -332,6 +349,39 @@ absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_
   }
   if (!(config.demote_watermark > 0 && config.demote_watermark <= 1)) {
     return absl::InvalidArgumentError("--demote-watermark: must be in (0, 1]");
+  }
+  if (!weight_chunk_size.empty()) {
+    auto size = ParseSize(weight_chunk_size, "--weight-chunk-size");
+    if (!size.ok()) return size.status();
+    config.weight_chunk_size = *size;
+  }
+  if (config.weight_chunk_size < 4096 || config.weight_chunk_size % 4096 != 0 ||
+      config.weight_chunk_size > (256ULL << 20)) {
+    return absl::InvalidArgumentError(
+        "--weight-chunk-size: must be a multiple of 4KiB between 4KiB and 256MiB");
+  }
+  if (!weight_capacity.empty()) {
+    auto size = ParseSize(weight_capacity, "--weight-capacity");
+    if (!size.ok()) return size.status();
+    config.weight_capacity = *size;
+  } else {
+    config.weight_capacity = config.dram_capacity / 4;
+  }
+  if (config.weight_capacity > config.dram_capacity) {
+    return absl::InvalidArgumentError("--weight-capacity: larger than --dram-capacity");
+  }
+  if (config.weight_origin_readers == 0 || config.weight_origin_readers > 64) {
+    return absl::InvalidArgumentError("--weight-origin-readers: must be between 1 and 64");
+  }
+  if (config.weight_dir.empty() && !config.nvme_path.empty()) {
+    config.weight_dir = config.nvme_path + ".weights";
+  }
+  if (!weight_disk_capacity.empty()) {
+    auto size = ParseSize(weight_disk_capacity, "--weight-disk-capacity");
+    if (!size.ok()) return size.status();
+    config.weight_disk_capacity = *size;
+  } else {
+    config.weight_disk_capacity = config.nvme_capacity > 0 ? config.nvme_capacity : (64ULL << 30);
   }
   if (config.reaper_period_ms <= 0 || config.reaper_period_ms > 10'000) {
     return absl::InvalidArgumentError("--reaper-period-ms: must be between 1 and 10000");

@@ -53,6 +53,12 @@ struct DaemonConfig {
   std::string metrics_listen;  // HOST:PORT for /metrics, /healthz, /readyz; port 0 picks one
   std::string socket_group;    // group given rw on the client sockets (mode 0660); "" = ours
   int64_t socket_gid = -1;     // socket_group resolved; -1 when not given
+  // Weight cache (issue 6).
+  uint64_t weight_chunk_size = 4ULL << 20;
+  uint64_t weight_capacity = 0;  // DRAM share pinned for weight chunks; default dram/4
+  uint32_t weight_origin_readers = 1;
+  std::string weight_dir;             // chunks kept across restarts; default <nvme-path>.weights
+  uint64_t weight_disk_capacity = 0;  // default: --nvme-capacity
 };
 
 // Default DRAM capacity: a quarter of physical memory, at most 4 GiB, at least 64 MiB.

@@ -38,6 +38,7 @@
 #include "server/service/hbm_handle_server.h"
 #include "server/service/kvtier_service.h"
 #include "server/service/peer_service.h"
+#include "server/service/weights_service.h"
 #include "server/store/block_store.h"
 #include "server/transport/ucx_arena_puller.h"
 #include "spdlog/spdlog.h"
@@ -277,6 +278,19 @@ int Run(int argc, char** argv) {
     }
   }
   // --- end HBM tier -----------------------------------------------------------------------------
+  // The weight cache (issue 6): chunks in the store, the weights disk, fetches through the cluster.
+  WeightOptions weight_options;
+  weight_options.chunk_size = config.weight_chunk_size;
+  weight_options.capacity = config.weight_capacity;
+  weight_options.origin_readers = config.weight_origin_readers;
+  weight_options.disk_dir = config.weight_dir;
+  weight_options.disk_capacity = config.weight_disk_capacity;
+  auto weights = WeightCache::Create(weight_options, &store, (*arena)->base(), cluster.get(),
+                                     GrpcWeightPeerConnector(config.node_id));
+  if (!weights.ok()) return Fail(weights.status());
+  WeightsService weights_service(weights->get());
+  WeightPeerService weight_peer_service(weights->get());
+
   RateSampler rates(&store, /*period_ms=*/1000);
   KvTierService service(&store, info, &rates);
   std::unique_ptr<PeerService> peer_service;
@@ -316,6 +330,7 @@ int Run(int argc, char** argv) {
       sources.store = store.Stats();
       sources.extra_tiers = info.extra_tiers;
       if (cluster) sources.cluster = cluster->View();
+      sources.weights = (*weights)->Counters();
       sources.request_durations = {{"lookup", service.lookup_latency().Snapshot()},
                                    {"acquire", service.acquire_latency().Snapshot()}};
       return RenderKvtierMetrics(sources);
@@ -362,6 +377,8 @@ int Run(int argc, char** argv) {
   }
   builder.RegisterService(&service);
   if (peer_service) builder.RegisterService(peer_service.get());
+  builder.RegisterService(&weights_service);
+  if (cluster) builder.RegisterService(&weight_peer_service);
   std::unique_ptr<grpc::Server> server;
   {
     ScopedUmask owner_only(0177);
@@ -443,7 +460,8 @@ int Run(int argc, char** argv) {
   server->Wait();
   unix_peers.reset();  // after the last call that could look its caller up
   if (metrics) metrics->Stop();
-  mover.reset();  // before the store and the device it writes to
+  weights->reset();  // its workers use the store and the cluster
+  mover.reset();     // before the store and the device it writes to
   hbm_mover.reset();
   hbm_server.reset();
   if (cluster) {

@@ -47,6 +47,30 @@ void StoreCounter(ExpositionWriter& w, const char* name, MetricType type, const 
   w.Sample(name, {}, value);
 }
 
+void WriteWeights(ExpositionWriter& w, const WeightCounters& c) {
+  StoreCounter(w, "kvtier_weights_origin_bytes_total", MetricType::kCounter,
+               "Bytes of weight chunks this daemon read from their origins.", c.origin_bytes);
+  StoreCounter(w, "kvtier_weights_origin_reads_total", MetricType::kCounter,
+               "Weight chunks this daemon read from their origins.", c.origin_reads);
+  StoreCounter(w, "kvtier_weights_origin_errors_total", MetricType::kCounter,
+               "Origin reads of weight chunks that failed.", c.origin_errors);
+  StoreCounter(w, "kvtier_weights_peer_bytes_total", MetricType::kCounter,
+               "Bytes of weight chunks this daemon pulled from other daemons.", c.peer_bytes);
+  StoreCounter(w, "kvtier_weights_peer_fetch_errors_total", MetricType::kCounter,
+               "Chunk owners that failed to fetch a chunk asked of them.", c.peer_fetch_errors);
+  StoreCounter(w, "kvtier_weights_local_bytes_total", MetricType::kCounter,
+               "Bytes of weight reads answered from chunks this daemon already held.",
+               c.local_bytes);
+  StoreCounter(w, "kvtier_weights_disk_loads_total", MetricType::kCounter,
+               "Weight chunks read back from the weights disk.", c.disk_loads);
+  StoreCounter(w, "kvtier_weights_pinned_bytes", MetricType::kGauge,
+               "DRAM bytes of weight chunks held out of KV churn's reach.", c.pinned_bytes);
+  StoreCounter(w, "kvtier_weights_capacity_bytes", MetricType::kGauge,
+               "DRAM the weight cache may hold (--weight-capacity).", c.capacity);
+  StoreCounter(w, "kvtier_weights_files", MetricType::kGauge, "Weight files known to the cache.",
+               c.files);
+}
+
 void WriteCluster(ExpositionWriter& w, const ClusterView& v) {
   StoreCounter(w, "kvtier_cluster_roster_version", MetricType::kGauge,
                "Version of the cluster roster this daemon holds (0: none yet).", v.roster_version);
@@ -141,6 +165,7 @@ std::string RenderKvtierMetrics(const MetricsSources& s) {
                s.store.expired_leases);
 
   if (s.cluster) WriteCluster(w, *s.cluster);
+  if (s.weights) WriteWeights(w, *s.weights);
 
   w.Family("kvtier_request_duration_seconds", MetricType::kHistogram,
            "Time from a request's arrival at the service to its answer, by method.");

@@ -10,6 +10,7 @@
 #include "server/cluster/cluster_node.h"
 #include "server/metrics/latency_histogram.h"
 #include "server/store/block_store.h"
+#include "server/weights/weight_cache.h"
 
 namespace kvtier {
 
@@ -21,7 +22,8 @@ struct MetricsSources {
   StoreStats store;
   // Tiers asked for but not kept by the store (an absent HBM tier), for kvtier_tier_up only.
   std::vector<TierCounters> extra_tiers;
-  std::optional<ClusterView> cluster;  // absent on a single node
+  std::optional<ClusterView> cluster;     // absent on a single node
+  std::optional<WeightCounters> weights;  // the weight cache (issue 6)
   // Request durations by method name ("lookup", "acquire"), as handled by the service.
   std::vector<std::pair<std::string, HistogramSnapshot>> request_durations;
 };

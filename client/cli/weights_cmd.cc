@@ -1,0 +1,255 @@
+#include "weights_cmd.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <vector>
+
+#include "cli_format.h"
+#include "table.h"
+
+namespace kvtier::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string BaseName(const std::string& uri) {
+  std::string path = uri;
+  if (const size_t scheme = path.find("://"); scheme != std::string::npos) {
+    path = path.substr(scheme + 3);
+    const size_t slash = path.find('/');
+    path = slash == std::string::npos ? "" : path.substr(slash);
+  }
+  if (const size_t q = path.find_first_of("?#"); q != std::string::npos) path.resize(q);
+  while (!path.empty() && path.back() == '/') path.pop_back();
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+Status Errno(const std::string& what, const std::string& path) {
+  return Status(Status::Code::kFailedPrecondition, what + " " + path + ": " + std::strerror(errno));
+}
+
+void DrawProgress(std::ostream& out, uint64_t done, uint64_t total, double seconds) {
+  constexpr int kWidth = 30;
+  const double frac = total == 0 ? 1.0 : static_cast<double>(done) / static_cast<double>(total);
+  const int filled = static_cast<int>(frac * kWidth);
+  const double rate = seconds > 0 ? static_cast<double>(done) / seconds : 0;
+  std::string eta = "--";
+  if (rate > 0 && done < total) {
+    eta = FormatDuration(static_cast<uint64_t>(static_cast<double>(total - done) / rate * 1000));
+  } else if (done >= total) {
+    eta = "0s";
+  }
+  out << "\r[" << std::string(filled, '#') << std::string(kWidth - filled, ' ') << "] "
+      << static_cast<int>(frac * 100) << "% " << FormatSize(done) << "/" << FormatSize(total) << " "
+      << FormatSize(static_cast<uint64_t>(rate)) << "/s ETA " << eta << "   " << std::flush;
+}
+
+}  // namespace
+
+Status RunWeightsPull(WeightClient& client, const WeightsPullArgs& args, std::ostream& out,
+                      std::ostream& progress) {
+  const std::string name = BaseName(args.uri);
+  if (name.empty() || name == "." || name == "..") {
+    return Status(Status::Code::kInvalidArgument,
+                  "uri: '" + args.uri + "' has no file name to write under --to");
+  }
+  const auto started = Clock::now();
+  WeightFile file;
+  if (Status s = client.OpenFile(args.uri, &file); !s.ok()) return s;
+  const std::string path = args.dir + "/" + name;
+  const std::string tmp = args.dir + "/." + name + ".kvtier-partial." + std::to_string(getpid());
+  const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Errno("--to: cannot create", tmp);
+
+  // Streams take the next piece (a few chunks) in order, so the daemon's readahead stays ahead.
+  const uint64_t piece = file.chunk_size * 4;
+  const uint64_t pieces = file.size == 0 ? 0 : (file.size + piece - 1) / piece;
+  std::atomic<uint64_t> next{0}, done_bytes{0};
+  std::mutex mu;
+  Status error;
+  WeightReadStats stats;
+  auto work = [&] {
+    std::vector<std::byte> buf(piece);
+    WeightReadStats mine;
+    for (;;) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!error.ok()) break;
+      }
+      const uint64_t p = next.fetch_add(1);
+      if (p >= pieces) break;
+      const uint64_t at = p * piece;
+      const uint64_t len = std::min(piece, file.size - at);
+      Status s = client.Read(file, at, len, buf.data(), &mine);
+      if (s.ok()) {
+        uint64_t written = 0;
+        while (written < len) {
+          const ssize_t w =
+              pwrite(fd, buf.data() + written, len - written, static_cast<off_t>(at + written));
+          if (w < 0 && errno == EINTR) continue;
+          if (w < 0) {
+            s = Errno("--to: cannot write", tmp);
+            break;
+          }
+          written += static_cast<uint64_t>(w);
+        }
+      }
+      if (!s.ok()) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (error.ok()) error = s;
+        break;
+      }
+      done_bytes.fetch_add(len);
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    stats.origin_bytes += mine.origin_bytes;
+    stats.peer_bytes += mine.peer_bytes;
+    stats.local_bytes += mine.local_bytes;
+  };
+  std::vector<std::thread> streams;
+  for (int i = 0; i < std::max(1, args.streams); ++i) streams.emplace_back(work);
+  std::atomic<bool> finished{false};
+  std::thread drawer;
+  if (args.progress) {
+    drawer = std::thread([&] {
+      while (!finished.load()) {
+        DrawProgress(progress, done_bytes.load(), file.size,
+                     std::chrono::duration<double>(Clock::now() - started).count());
+        for (int i = 0; i < 5 && !finished.load(); ++i) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(40));
+        }
+      }
+    });
+  }
+  for (std::thread& t : streams) t.join();
+  finished.store(true);
+  if (drawer.joinable()) {
+    drawer.join();
+    if (error.ok()) {
+      DrawProgress(progress, done_bytes.load(), file.size,
+                   std::chrono::duration<double>(Clock::now() - started).count());
+    }
+    progress << "\n" << std::flush;
+  }
+  // The origin once more: a file rewritten in place while a response was on the wire can carry
+  // the old version's headers with new bytes, which no range GET can tell. A version that moved
+  // during the pull fails it (the copy could mix the two).
+  if (error.ok()) {
+    WeightFile again;
+    Status s = client.OpenFile(args.uri, &again);
+    if (!s.ok()) {
+      error = s;
+    } else if (again.version != file.version || again.size != file.size) {
+      error =
+          Status(Status::Code::kFailedPrecondition,
+                 "origin changed during the pull: " + args.uri + " is now " +
+                     std::to_string(again.size) + " bytes, " + again.version + " (was " +
+                     std::to_string(file.size) + " bytes, " + file.version + "); pull it again");
+    }
+  }
+  if (error.ok() && fsync(fd) != 0) error = Errno("--to: cannot sync", tmp);
+  close(fd);
+  if (error.ok() && rename(tmp.c_str(), path.c_str()) != 0) {
+    error = Errno("--to: cannot rename the pulled file to", path);
+  }
+  if (!error.ok()) {
+    unlink(tmp.c_str());
+    return error;
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  if (args.json) {
+    nlohmann::json j = {{"uri", args.uri},
+                        {"path", path},
+                        {"size", file.size},
+                        {"chunks", file.chunks},
+                        {"seconds", seconds},
+                        {"origin_bytes", stats.origin_bytes},
+                        {"peer_bytes", stats.peer_bytes},
+                        {"local_bytes", stats.local_bytes}};
+    out << j.dump() << '\n';
+  }
+  return Status();
+}
+
+Status RunWeightsList(WeightClient& client, bool json, std::ostream& out) {
+  WeightListing l;
+  if (Status s = client.ListFiles(&l); !s.ok()) return s;
+  if (json) {
+    nlohmann::json files = nlohmann::json::array();
+    for (const WeightFileInfo& f : l.files) {
+      files.push_back({{"uri", f.file.uri},
+                       {"size", f.file.size},
+                       {"version", f.file.version},
+                       {"file_id", f.file.file_id},
+                       {"chunks", f.file.chunks},
+                       {"cached_chunks", {{"dram", f.dram_chunks}, {"nvme", f.nvme_chunks}}},
+                       {"pinned", f.pinned},
+                       {"holders", f.holders},
+                       {"origin_bytes", f.origin_bytes},
+                       {"peer_bytes", f.peer_bytes}});
+    }
+    out << nlohmann::json{{"files", files},
+                          {"chunk_size", l.chunk_size},
+                          {"capacity_bytes", l.capacity_bytes},
+                          {"pinned_bytes", l.pinned_bytes}}
+               .dump()
+        << '\n';
+    return Status();
+  }
+  Table t({{"URI"},
+           {"SIZE", Table::Align::kRight},
+           {"CHUNKS", Table::Align::kRight},
+           {"DRAM", Table::Align::kRight},
+           {"NVME", Table::Align::kRight},
+           {"PINNED"},
+           {"HOLDERS"}});
+  for (const WeightFileInfo& f : l.files) {
+    std::string holders;
+    for (const auto& [h, n] : f.holders) {
+      holders += (holders.empty() ? "" : ",") + h + ":" + std::to_string(n);
+    }
+    t.AddRow({f.file.uri, FormatSize(f.file.size), std::to_string(f.file.chunks),
+              std::to_string(f.dram_chunks), std::to_string(f.nvme_chunks), f.pinned ? "yes" : "no",
+              holders.empty() ? "-" : holders});
+  }
+  t.Print(out);
+  out << "chunk size " << FormatSize(l.chunk_size) << ", weight DRAM held "
+      << FormatSize(l.pinned_bytes) << " of " << FormatSize(l.capacity_bytes) << '\n';
+  return Status();
+}
+
+Status RunWeightsPrefetch(WeightClient& client, const std::string& uri, bool json,
+                          std::ostream& out) {
+  WeightFile f;
+  if (Status s = client.Prefetch(uri, &f); !s.ok()) return s;
+  if (json) {
+    out << nlohmann::json{{"uri", uri}, {"file_id", f.file_id}, {"chunks", f.chunks}}.dump()
+        << '\n';
+  } else {
+    out << "prefetching " << f.chunks << " chunks of " << uri << '\n';
+  }
+  return Status();
+}
+
+Status RunWeightsPin(WeightClient& client, const std::string& uri, bool unpin, bool json,
+                     std::ostream& out) {
+  if (Status s = client.Pin(uri, unpin); !s.ok()) return s;
+  if (json) {
+    out << nlohmann::json{{"uri", uri}, {"pinned", !unpin}}.dump() << '\n';
+  } else {
+    out << (unpin ? "unpinned " : "pinned ") << uri << '\n';
+  }
+  return Status();
+}
+
+}  // namespace kvtier::cli

@@ -1,0 +1,225 @@
+// The weight cache on one real kvtierd with file:// origins: `kvtier weights pull/ls/pin`,
+// the client API, changed and missing origin files, and chunks kept across a restart.
+#include <gtest/gtest.h>
+#include <sys/time.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "common/local_daemon.h"
+#include "kvtier/weights.h"
+#include "tests/support/bin_path.h"
+#include "tests/support/random_bytes.h"
+
+namespace kvtier::testing {
+namespace {
+
+constexpr uint64_t kChunk = 1 << 20;
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void WriteFile(const std::string& path, const std::vector<std::byte>& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
+}
+
+std::string AsString(const std::vector<std::byte>& b) {
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
+class WeightsNodeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("kvtw-" + std::to_string(getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_ + "/origin");
+    std::filesystem::create_directories(dir_ + "/out");
+    StartDaemon();
+  }
+  void TearDown() override {
+    daemon_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void StartDaemon() {
+    daemon_.reset();
+    auto d = LocalDaemon::Start(BinPath("kvtierd"),
+                                {"--dram-capacity", "64MiB", "--weight-chunk-size", "1MiB",
+                                 "--weight-capacity", "16MiB", "--weight-dir", dir_ + "/weights"});
+    ASSERT_TRUE(d.ok()) << d.status();
+    daemon_ = std::move(*d);
+  }
+  ProcessResult Cli(std::vector<std::string> args) {
+    std::vector<std::string> argv = {BinPath("kvtier"), "--socket", daemon_->socket_path()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunProgram(argv, 60);
+  }
+  nlohmann::json Pull(const std::string& uri, const std::string& to) {
+    ProcessResult r = Cli({"weights", "pull", uri, "--to", to, "--json"});
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    if (r.exit_code != 0) return {};
+    return nlohmann::json::parse(r.output);
+  }
+  std::unique_ptr<WeightClient> Connect() {
+    ClientOptions o;
+    o.socket_path = daemon_->socket_path();
+    std::unique_ptr<WeightClient> c;
+    Status s = WeightClient::Connect(o, &c);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return c;
+  }
+
+  std::string dir_;
+  std::unique_ptr<LocalDaemon> daemon_;
+};
+
+TEST_F(WeightsNodeTest, PullWritesTheFileOnceFromTheOrigin) {
+  const auto bytes = RandomBytes(5 * kChunk + 4321, 1);
+  WriteFile(dir_ + "/origin/model.bin", bytes);
+  const std::string uri = "file://" + dir_ + "/origin/model.bin";
+  nlohmann::json j = Pull(uri, dir_ + "/out");
+  ASSERT_FALSE(j.is_null());
+  EXPECT_EQ(j["uri"], uri);
+  EXPECT_EQ(j["path"], dir_ + "/out/model.bin");
+  EXPECT_EQ(j["size"].get<uint64_t>(), bytes.size());
+  EXPECT_EQ(j["chunks"].get<uint64_t>(), 6u);
+  EXPECT_EQ(j["origin_bytes"].get<uint64_t>(), bytes.size());
+  EXPECT_EQ(j["peer_bytes"].get<uint64_t>(), 0u);
+  EXPECT_EQ(j["local_bytes"].get<uint64_t>(), 0u);
+  EXPECT_GE(j["seconds"].get<double>(), 0.0);
+  EXPECT_EQ(Slurp(dir_ + "/out/model.bin"), AsString(bytes));
+  // No temporary file left behind.
+  size_t entries = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir_ + "/out")) {
+    ++entries;
+  }
+  EXPECT_EQ(entries, 1u);
+
+  // Again, elsewhere: everything from the cache.
+  std::filesystem::create_directories(dir_ + "/out2");
+  j = Pull(uri, dir_ + "/out2");
+  ASSERT_FALSE(j.is_null());
+  EXPECT_EQ(j["origin_bytes"].get<uint64_t>(), 0u);
+  EXPECT_EQ(j["local_bytes"].get<uint64_t>(), bytes.size());
+  EXPECT_EQ(Slurp(dir_ + "/out2/model.bin"), AsString(bytes));
+
+  ProcessResult ls = Cli({"weights", "ls", "--json"});
+  ASSERT_EQ(ls.exit_code, 0) << ls.output;
+  auto l = nlohmann::json::parse(ls.output);
+  ASSERT_EQ(l["files"].size(), 1u);
+  EXPECT_EQ(l["files"][0]["uri"], uri);
+  EXPECT_EQ(l["files"][0]["size"].get<uint64_t>(), bytes.size());
+  EXPECT_EQ(l["files"][0]["chunks"].get<uint64_t>(), 6u);
+  EXPECT_EQ(l["files"][0]["cached_chunks"]["dram"].get<uint64_t>(), 6u);
+  EXPECT_EQ(l["files"][0]["cached_chunks"]["nvme"].get<uint64_t>(), 6u);
+  ProcessResult table = Cli({"weights", "ls"});
+  ASSERT_EQ(table.exit_code, 0) << table.output;
+  EXPECT_NE(table.output.find("model.bin"), std::string::npos) << table.output;
+}
+
+TEST_F(WeightsNodeTest, MissingFileFailsWithOneLineAndNoFile) {
+  ProcessResult r =
+      Cli({"weights", "pull", "file://" + dir_ + "/origin/absent.bin", "--to", dir_ + "/out"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("absent.bin"), std::string::npos) << r.output;
+  std::string out = r.output;
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  EXPECT_EQ(out.find('\n'), std::string::npos) << r.output;
+  EXPECT_TRUE(std::filesystem::is_empty(dir_ + "/out"));
+  // An origin that does not answer: exit 1 (the daemon did answer), no file.
+  r = Cli({"weights", "pull", "http://127.0.0.1:1/none.bin", "--to", dir_ + "/out"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(std::filesystem::is_empty(dir_ + "/out"));
+  // Bad URI forms name the field.
+  r = Cli({"weights", "pull", "ftp://x/y.bin", "--to", dir_ + "/out"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("uri"), std::string::npos) << r.output;
+}
+
+TEST_F(WeightsNodeTest, NoDaemonIsExitCode2) {
+  ProcessResult r = RunProgram({BinPath("kvtier"), "--socket", dir_ + "/none.sock", "weights",
+                                "pull", "file:///x", "--to", dir_ + "/out"},
+                               30);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+}
+
+TEST_F(WeightsNodeTest, ChangedFileIsANewVersionNeverMixed) {
+  const std::string path = dir_ + "/origin/model.bin";
+  const auto v1 = RandomBytes(4 * kChunk, 10);
+  WriteFile(path, v1);
+  const std::string uri = "file://" + path;
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  WeightFile f1;
+  ASSERT_TRUE(client->OpenFile(uri, &f1).ok());
+  EXPECT_EQ(f1.size, v1.size());
+  std::vector<std::byte> buf(kChunk);
+  ASSERT_TRUE(client->Read(f1, 0, 100, buf.data()).ok());
+  EXPECT_EQ(0, std::memcmp(buf.data(), v1.data(), 100));
+
+  // The file changes while "pulled": same size, new bytes and mtime.
+  const auto v2 = RandomBytes(4 * kChunk, 11);
+  WriteFile(path, v2);
+  struct timeval times[2] = {{3'000'000, 0}, {3'000'000, 0}};
+  ASSERT_EQ(utimes(path.c_str(), times), 0);
+  // Every read of the old handle answers the old version's bytes (cached by readahead) or fails
+  // with FAILED_PRECONDITION naming the change: never v2's bytes.
+  for (uint64_t c = 0; c < 4; ++c) {
+    Status s = client->Read(f1, c * kChunk, kChunk, buf.data());
+    if (s.ok()) {
+      EXPECT_EQ(0, std::memcmp(buf.data(), v1.data() + c * kChunk, kChunk)) << "chunk " << c;
+    } else {
+      EXPECT_EQ(s.code(), Status::Code::kFailedPrecondition) << s.ToString();
+      EXPECT_NE(s.message().find("origin changed"), std::string::npos) << s.ToString();
+    }
+  }
+  // A pull now gets v2 whole.
+  nlohmann::json j = Pull(uri, dir_ + "/out");
+  ASSERT_FALSE(j.is_null());
+  EXPECT_EQ(Slurp(dir_ + "/out/model.bin"), AsString(v2));
+  EXPECT_EQ(j["origin_bytes"].get<uint64_t>(), v2.size());
+}
+
+TEST_F(WeightsNodeTest, ChunksSurviveARestart) {
+  const auto bytes = RandomBytes(3 * kChunk + 17, 20);
+  WriteFile(dir_ + "/origin/model.bin", bytes);
+  const std::string uri = "file://" + dir_ + "/origin/model.bin";
+  ASSERT_FALSE(Pull(uri, dir_ + "/out").is_null());
+  ASSERT_EQ(daemon_->Stop(), 0);
+  StartDaemon();
+  ProcessResult ls = Cli({"weights", "ls", "--json"});
+  ASSERT_EQ(ls.exit_code, 0) << ls.output;
+  auto l = nlohmann::json::parse(ls.output);
+  ASSERT_EQ(l["files"].size(), 1u) << ls.output;
+  EXPECT_EQ(l["files"][0]["cached_chunks"]["nvme"].get<uint64_t>(), 4u);
+  std::filesystem::remove(dir_ + "/out/model.bin");
+  nlohmann::json j = Pull(uri, dir_ + "/out");
+  ASSERT_FALSE(j.is_null());
+  EXPECT_EQ(j["origin_bytes"].get<uint64_t>(), 0u);
+  EXPECT_EQ(j["local_bytes"].get<uint64_t>(), bytes.size());
+  EXPECT_EQ(Slurp(dir_ + "/out/model.bin"), AsString(bytes));
+}
+
+TEST_F(WeightsNodeTest, PinAndPrefetch) {
+  const auto bytes = RandomBytes(2 * kChunk, 30);
+  WriteFile(dir_ + "/origin/a.bin", bytes);
+  const std::string uri = "file://" + dir_ + "/origin/a.bin";
+  ProcessResult r = Cli({"weights", "pin", uri, "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = Cli({"weights", "prefetch", uri});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ProcessResult ls = Cli({"weights", "ls", "--json"});
+  ASSERT_EQ(ls.exit_code, 0) << ls.output;
+  auto l = nlohmann::json::parse(ls.output);
+  ASSERT_EQ(l["files"].size(), 1u);
+  EXPECT_TRUE(l["files"][0]["pinned"].get<bool>());
+}
+
+}  // namespace
+}  // namespace kvtier::testing
