@@ -156,8 +156,9 @@ std::string Connection::UnavailableMessage(const grpc::Status& status) const {
       return "permission denied on " + socket_path_;
     }
   }
+  // gRPC's own words too: a daemon that runs but refused or dropped the connection says why there.
   return "no kvtierd answering on " + socket_path_ +
-         " (is it running? start one with scripts/serve)";
+         " (is it running? start one with scripts/serve): " + status.error_message();
 }
 
 Status Connection::CallStatus(const grpc::Status& status) const {
