@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -108,6 +110,9 @@ absl::StatusOr<PullFigures> RunOurs(const NginxOrigin& origin, const WeightsBenc
   if (o.chunk_size != 0) {
     args.insert(args.end(), {"--weight-chunk-size", std::to_string(o.chunk_size)});
   }
+  // KVTIER_WEIGHTS_BENCH_LOGS=DIR: the daemons' logs are kept as DIR/<id>.log (with
+  // KVTIER_BENCH_LOG=debug, a line per chunk fetched).
+  const char* log_dir = std::getenv("KVTIER_WEIGHTS_BENCH_LOGS");
   auto daemons = StartStaticCluster(ids, ClusterTls(o.tls), args);
   if (!daemons.ok()) return daemons.status();
 
@@ -131,6 +136,11 @@ absl::StatusOr<PullFigures> RunOurs(const NginxOrigin& origin, const WeightsBenc
   for (std::thread& t : threads) t.join();
   PullFigures figures;
   figures.seconds = Seconds(Now() - t0);
+  if (log_dir != nullptr) {
+    for (int i = 0; i < n; ++i) {
+      std::ofstream(absl::StrCat(log_dir, "/", ids[i], ".log")) << (*daemons)[i]->ReadLog();
+    }
+  }
   for (int i = 0; i < n; ++i) {
     if (results[i].exit_code != 0) {
       const bool alive = (*daemons)[i]->Alive();

@@ -146,7 +146,12 @@ absl::StatusOr<std::shared_ptr<Origin>> WeightCache::OriginFor(const std::string
 absl::StatusOr<FileIdentity> WeightCache::Open(const std::string& uri) {
   auto origin = OriginFor(uri);
   if (!origin.ok()) return origin.status();
+  const auto t0 = std::chrono::steady_clock::now();
   auto f = (*origin)->Stat();
+  spdlog::debug(
+      "weights: open of {} took {} ms", uri,
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count());
   if (!f.ok()) return f.status();
   f->chunk_size = options_.chunk_size;
   Register(*f);
@@ -155,7 +160,16 @@ absl::StatusOr<FileIdentity> WeightCache::Open(const std::string& uri) {
 
 void WeightCache::OpenAsync(const std::string& uri,
                             std::function<void(absl::StatusOr<FileIdentity>)> done) {
-  request_pool_->Post([this, uri, done = std::move(done)] { done(Open(uri)); });
+  request_pool_->Post([this, uri, done = std::move(done)] {
+    absl::StatusOr<FileIdentity> f = Open(uri);
+    // A file is opened to be read, mostly from its start: its first chunks are fetched now, so
+    // the origin pipe fills while the caller gets ready to read (CLI and client startup took
+    // 0.3-1 s on a loaded machine, with the origin idle).
+    if (f.ok()) {
+      if (std::shared_ptr<FileState> file = Find(f->FileId())) Readahead(file, 0);
+    }
+    done(std::move(f));
+  });
 }
 
 bool WeightCache::Present(const Key128& key) {
@@ -215,16 +229,45 @@ absl::Status WeightCache::ReadOrigin(FileState& file, uint64_t index) {
   auto origin = OriginFor(file.identity.uri);
   if (!origin.ok()) return origin.status();
   const uint64_t len = file.identity.ChunkBytes(index);
+  {
+    // Wait for a turn: lowest chunk index first.
+    struct Turn {
+      WeightCache* self;
+      std::pair<uint64_t, uint64_t> me;
+    };
+    absl::MutexLock lock(&origin_mu_);
+    Turn turn{this, {index, origin_arrivals_++}};
+    origin_waiting_.insert(turn.me);
+    origin_mu_.Await(absl::Condition(
+        +[](Turn* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(t->self->origin_mu_) {
+          return t->self->origin_active_ <
+                     std::max<uint32_t>(1, t->self->options_.origin_streams) &&
+                 *t->self->origin_waiting_.begin() == t->me;
+        },
+        &turn));
+    origin_waiting_.erase(origin_waiting_.begin());
+    ++origin_active_;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  spdlog::debug("weights: origin read of chunk {} starts", index);
   absl::Status s = Insert(
       file, index,
       [&](std::byte* dst, uint64_t n) {
         return (*origin)->Read(file.identity, index * file.identity.chunk_size, n, dst);
       },
       /*persist=*/true);
+  {
+    absl::MutexLock lock(&origin_mu_);
+    --origin_active_;
+  }
   if (!s.ok()) {
     origin_errors_.fetch_add(1, std::memory_order_relaxed);
     return s;
   }
+  spdlog::debug(
+      "weights: origin read of chunk {} took {} ms", index,
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count());
   origin_reads_.fetch_add(1, std::memory_order_relaxed);
   origin_bytes_.fetch_add(len, std::memory_order_relaxed);
   file.origin_bytes.fetch_add(len, std::memory_order_relaxed);
@@ -346,7 +389,9 @@ absl::StatusOr<ChunkSource> WeightCache::AskOwners(const std::shared_ptr<FileSta
       if (!c) c = connect_(m);
       channel = c;
     }
+    const auto t0 = std::chrono::steady_clock::now();
     auto fetched = channel->FetchChunk(file->identity, index, options_.peer_fetch_timeout_ms);
+    const auto t1 = std::chrono::steady_clock::now();
     if (!fetched.ok()) {
       peer_fetch_errors_.fetch_add(1, std::memory_order_relaxed);
       last = fetched.status();
@@ -374,7 +419,14 @@ absl::StatusOr<ChunkSource> WeightCache::AskOwners(const std::shared_ptr<FileSta
         pulled.WaitForNotification();
         here = Present(key);
       }
-      if (here) return Pulled(*file, index);
+      if (here) {
+        spdlog::debug("weights: chunk {}: owner {} answered in {} ms, pulled in {} ms", index, m.id,
+                      std::chrono::duration_cast<std::chrono::milliseconds>(t1 - t0).count(),
+                      std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - t1)
+                          .count());
+        return Pulled(*file, index);
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(20 * (attempt + 1)));
     }
     last = absl::UnavailableError(absl::StrFormat("%s holds it but the pull failed", m.id));
@@ -408,7 +460,13 @@ void WeightCache::Readahead(const std::shared_ptr<FileState>& file, uint64_t fro
 void WeightCache::Read(uint64_t file_id, uint64_t offset, uint64_t length, uint32_t lease_ms,
                        std::function<void(absl::StatusOr<ReadAnswer>)> done) {
   request_pool_->Post([this, file_id, offset, length, lease_ms, done = std::move(done)] {
-    done(ReadBlocking(file_id, offset, length, lease_ms));
+    const auto t0 = std::chrono::steady_clock::now();
+    absl::StatusOr<ReadAnswer> answer = ReadBlocking(file_id, offset, length, lease_ms);
+    spdlog::debug(
+        "weights: read of {} bytes at {} took {} ms", length, offset,
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count());
+    done(std::move(answer));
   });
 }
 

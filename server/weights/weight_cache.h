@@ -29,6 +29,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -49,9 +50,13 @@ namespace kvtier {
 
 struct WeightOptions {
   uint64_t chunk_size = 4ULL << 20;
-  uint64_t capacity = 0;                // DRAM bytes held for chunks (ChunkPins)
-  uint32_t origin_readers = 1;          // owners per chunk (at most this many origin reads at once)
-  uint32_t readahead_chunks = 16;       // chunks fetched ahead of a read
+  uint64_t capacity = 0;           // DRAM bytes held for chunks (ChunkPins)
+  uint32_t origin_readers = 1;     // owners per chunk (at most this many origin reads at once)
+  uint32_t readahead_chunks = 16;  // chunks fetched ahead of a read
+  // This daemon's origin reads at once, lowest chunk index first. A few streams keep the origin
+  // pipe full, and chunks then finish one after another, so peers pull the first ones while the
+  // origin sends the rest (all of them at once would share the pipe and all finish at the end).
+  uint32_t origin_streams = 3;
   uint32_t max_read_chunks = 64;        // chunks one Read may cover
   int fetch_threads = 16;               // this daemon's chunk fetches
   int serve_threads = 16;               // fetches asked by peers
@@ -111,6 +116,7 @@ class WeightCache {
   // Makes [offset, offset + length) of the file readable in DRAM and pins it under a read lease.
   void Read(uint64_t file_id, uint64_t offset, uint64_t length, uint32_t lease_ms,
             std::function<void(absl::StatusOr<ReadAnswer>)> done);
+  // Open, then starts fetching the file's first `readahead_chunks` chunks.
   void OpenAsync(const std::string& uri, std::function<void(absl::StatusOr<FileIdentity>)> done);
   // Opens the file and starts fetching every chunk; answers how many were started.
   void Prefetch(const std::string& uri, std::function<void(absl::StatusOr<FileIdentity>)> done);
@@ -180,6 +186,12 @@ class WeightCache {
   absl::flat_hash_map<Key128, std::shared_ptr<Flight>> flights_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::shared_ptr<WeightPeerChannel>> channels_
       ABSL_GUARDED_BY(mu_);
+
+  // Origin read turns (options_.origin_streams at once; waiting: (chunk index, arrival)).
+  absl::Mutex origin_mu_;
+  uint32_t origin_active_ ABSL_GUARDED_BY(origin_mu_) = 0;
+  uint64_t origin_arrivals_ ABSL_GUARDED_BY(origin_mu_) = 0;
+  std::set<std::pair<uint64_t, uint64_t>> origin_waiting_ ABSL_GUARDED_BY(origin_mu_);
 
   std::atomic<uint64_t> origin_bytes_{0}, origin_reads_{0}, origin_errors_{0}, peer_bytes_{0},
       peer_pulls_{0}, peer_fetch_errors_{0}, local_bytes_{0}, disk_loads_{0}, disk_writes_{0};
