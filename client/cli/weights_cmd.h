@@ -14,7 +14,7 @@ struct WeightsPullArgs {
   std::string dir;
   bool json = false;
   bool progress = false;  // draw a progress bar (on a terminal)
-  int streams = 4;        // reads in flight
+  int streams = 8;        // reads in flight (one chunk each)
 };
 
 // Writes DIR/<basename of the URI path> (under a temporary name first, renamed when complete, so

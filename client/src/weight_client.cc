@@ -1,4 +1,5 @@
-// WeightClient over the daemon's Weights service; reads copy out of the mapped arena.
+// WeightClient over the daemon's Weights service; reads copy out of the mapped arena (Read) or
+// lend it in place (ReadSpans).
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -48,12 +49,23 @@ class WeightClientImpl final : public WeightClient {
 
   Status Read(const WeightFile& file, uint64_t offset, uint64_t length, void* dst,
               WeightReadStats* stats) override {
+    auto* out = static_cast<std::byte*>(dst);
+    return ReadSpans(
+        file, offset, length,
+        [out, offset](uint64_t at, const void* data, uint64_t n) {
+          std::memcpy(out + (at - offset), data, n);
+          return Status();
+        },
+        stats);
+  }
+
+  Status ReadSpans(const WeightFile& file, uint64_t offset, uint64_t length, const SpanFn& use,
+                   WeightReadStats* stats) override {
     if (file.chunk_size == 0) {
       return Status(Status::Code::kInvalidArgument, "file: not opened (chunk_size 0)");
     }
     std::shared_ptr<const ArenaMapping> arena;
     if (Status s = conn_->Arena(&arena); !s.ok()) return s;
-    auto* out = static_cast<std::byte*>(dst);
     const uint64_t step = kChunksPerCall * file.chunk_size;
     uint64_t done = 0;
     while (done < length) {
@@ -71,18 +83,19 @@ class WeightClientImpl final : public WeightClient {
       Prepare(&ctx);
       if (Status s = Call(stub_->Read(&ctx, req, &resp)); !s.ok()) return s;
       uint64_t pos = done;
-      Status copy;
+      Status used;
       for (const v1::ChunkSpan& span : resp.spans()) {
         if (!arena->Contains(span.arena_offset() + span.skip(), span.length()) ||
             pos + span.length() > length) {
-          copy = Status(Status::Code::kInternal, "the daemon answered a span outside the arena");
+          used = Status(Status::Code::kInternal, "the daemon answered a span outside the arena");
           break;
         }
-        std::memcpy(out + pos, arena->base() + span.arena_offset() + span.skip(), span.length());
+        used = use(offset + pos, arena->base() + span.arena_offset() + span.skip(), span.length());
+        if (!used.ok()) break;
         pos += span.length();
       }
       (void)conn_->ReleaseLease(resp.lease_id());
-      if (!copy.ok()) return copy;
+      if (!used.ok()) return used;
       if (pos != done + (end - at)) {
         return Status(Status::Code::kInternal, "the daemon answered fewer bytes than asked for");
       }

@@ -186,6 +186,51 @@ TEST_F(WeightsNodeTest, ChangedFileIsANewVersionNeverMixed) {
   EXPECT_EQ(j["origin_bytes"].get<uint64_t>(), v2.size());
 }
 
+TEST_F(WeightsNodeTest, ReadSpansLendsTheBytesInPlace) {
+  const auto bytes = RandomBytes(4 * kChunk + 999, 40);
+  WriteFile(dir_ + "/origin/model.bin", bytes);
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  WeightFile f;
+  ASSERT_TRUE(client->OpenFile("file://" + dir_ + "/origin/model.bin", &f).ok());
+  // A range from the middle of a chunk to the file's end: pieces in file order, each within one
+  // chunk, together the range; pieces that start a chunk are 4 KiB aligned (pull's O_DIRECT).
+  const uint64_t from = kChunk / 2 + 3;
+  std::string got;
+  uint64_t next = from;
+  int pieces = 0, aligned = 0;
+  WeightReadStats stats;
+  Status s = client->ReadSpans(
+      f, from, bytes.size() - from,
+      [&](uint64_t at, const void* data, uint64_t n) {
+        EXPECT_EQ(at, next);
+        EXPECT_EQ(at / kChunk, (at + n - 1) / kChunk) << "a piece spans chunks at " << at;
+        if (at % kChunk == 0 && reinterpret_cast<uintptr_t>(data) % 4096 == 0) ++aligned;
+        got.append(static_cast<const char*>(data), n);
+        next = at + n;
+        ++pieces;
+        return Status();
+      },
+      &stats);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(got, AsString(bytes).substr(from));
+  EXPECT_EQ(pieces, 5);
+  EXPECT_EQ(aligned, 4);
+  EXPECT_EQ(stats.origin_bytes + stats.local_bytes, bytes.size() - from);
+  // A `use` that fails ends the read with its status, at once.
+  int calls = 0;
+  s = client->ReadSpans(f, 0, bytes.size(), [&](uint64_t, const void*, uint64_t) {
+    ++calls;
+    return Status(Status::Code::kAborted, "stop here");
+  });
+  EXPECT_EQ(s.code(), Status::Code::kAborted) << s.ToString();
+  EXPECT_EQ(calls, 1);
+  // Reads go on after it.
+  std::vector<std::byte> buf(bytes.size());
+  ASSERT_TRUE(client->Read(f, 0, bytes.size(), buf.data()).ok());
+  EXPECT_EQ(buf, bytes);
+}
+
 TEST_F(WeightsNodeTest, ChunksSurviveARestart) {
   const auto bytes = RandomBytes(3 * kChunk + 17, 20);
   WriteFile(dir_ + "/origin/model.bin", bytes);

@@ -9,10 +9,12 @@
 //   weights->Read(f, offset, length, host_buffer);
 //
 // Bytes never travel over gRPC: the daemon pins the chunks in its DRAM arena (mapped into this
-// process) and Read copies out of it. Thread-safe; calls may run concurrently.
+// process) and Read copies out of it, or ReadSpans lends them in place (no copy at all: e.g. a
+// write to a file or a device straight from the arena). Thread-safe; calls may run concurrently.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -69,6 +71,16 @@ class WeightClient {
   // Copies [offset, offset + length) of the file into host memory at `dst`.
   virtual Status Read(const WeightFile& file, uint64_t offset, uint64_t length, void* dst,
                       WeightReadStats* stats = nullptr) = 0;
+  // A piece of a file in the daemon's arena: `length` bytes at `data` are the file's bytes from
+  // `file_offset`. `data` is read-only and stays pinned until the callback returns (within the
+  // read lease, ClientOptions::lease_ms). Each piece is one chunk, or the part of it the read
+  // covers; chunks sit in arena slots aligned to 4 KiB, so the pieces of a chunk-aligned read
+  // suit O_DIRECT (check the alignment anyway: it is a property of this daemon, not a promise).
+  using SpanFn = std::function<Status(uint64_t file_offset, const void* data, uint64_t length)>;
+  // Zero copy: hands [offset, offset + length) of the file to `use` piece by piece, in file
+  // order, straight out of the mapped arena. A `use` that fails ends the read with its status.
+  virtual Status ReadSpans(const WeightFile& file, uint64_t offset, uint64_t length,
+                           const SpanFn& use, WeightReadStats* stats = nullptr) = 0;
   // Starts fetching every chunk of the file into this node's cache; returns at once.
   virtual Status Prefetch(const std::string& uri, WeightFile* out = nullptr) = 0;
   // Keeps the file's chunks out of KV churn's reach (within --weight-capacity), and fetches
