@@ -11,6 +11,7 @@
 #include "bench/remote_bench.h"
 #include "bench/ring_bench.h"
 #include "bench/trace_bench.h"
+#include "bench/transport_bench.h"
 #include "bench/ucx_perftest.h"
 #include "bench/weights_bench.h"
 #include "common/size.h"
@@ -189,6 +190,29 @@ int main(int argc, char** argv) {
   remote_cmd->add_option("--tls", remote.tls,
                          "UCX_TLS for the daemons (default: $UCX_TLS, else tcp)");
 
+  kvtier::bench::TransportBenchOptions transport;
+  std::string transport_block = "1MiB", transport_arena = "1GiB";
+  CLI::App* transport_cmd = app.add_subcommand(
+      "transport",
+      "The UCX transport alone: two processes, one pulling blocks from the other's arena (no "
+      "daemon, no control plane), vs ucx_perftest");
+  transport_cmd->add_option("--block-size", transport_block, "Block (op) size")
+      ->capture_default_str();
+  transport_cmd->add_option("--arena", transport_arena, "Arena size on each side (working set)")
+      ->capture_default_str();
+  transport_cmd->add_option("--batch", transport.batch, "Ops per Pull")->capture_default_str();
+  transport_cmd->add_option("--passes", transport.passes, "Sweeps of the arena per round")
+      ->capture_default_str();
+  transport_cmd->add_option("--inflight", transport.inflight, "Pulls in flight")
+      ->capture_default_str();
+  transport_cmd->add_option("--rounds", transport.rounds, "Interleaved rounds")
+      ->capture_default_str();
+  transport_cmd->add_flag("--verify", transport.verify,
+                          "XXH3 of every block on arrival, on a worker thread (as the daemon)");
+  transport_cmd->add_option("--protocol", transport.protocol, "auto, am or get")
+      ->capture_default_str();
+  transport_cmd->add_option("--tls", transport.tls, "UCX_TLS (default: $UCX_TLS, else tcp)");
+
   kvtier::bench::WeightsBenchOptions weights;
   std::string weights_size = "256MiB", weights_rate = "400Mbit", weights_chunk;
   CLI::App* weights_cmd = app.add_subcommand(
@@ -230,6 +254,13 @@ int main(int argc, char** argv) {
     }
     return Report(kvtier::bench::RunWeightsBench(weights), json,
                   kvtier::bench::FormatWeightsResult);
+  }
+  if (transport_cmd->parsed()) {
+    if (!ParseSizeFlag(transport_block, "--block-size", &transport.block_bytes) ||
+        !ParseSizeFlag(transport_arena, "--arena", &transport.arena_bytes)) {
+      return 2;
+    }
+    return Report(kvtier::bench::RunTransportBench(transport), json);
   }
   if (remote_cmd->parsed()) {
     if (!ParseSizeFlag(remote_block, "--block-size", &remote.block_bytes)) return 2;
