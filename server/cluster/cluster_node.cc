@@ -1,5 +1,6 @@
 #include "server/cluster/cluster_node.h"
 
+#include <pthread.h>
 #include <xxhash.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_format.h"
+#include "common/checksum.h"
 #include "common/status_macros.h"
 #include "server/cluster/segments.h"
 #include "spdlog/spdlog.h"
@@ -79,7 +81,12 @@ ClusterNode::ClusterNode(ClusterOptions options, BlockStore* store, ArenaPuller*
       arena_bytes_(arena_bytes),
       connect_(std::move(connect)) {
   last_probe_ms_.store(NowUs() / 1000);  // the first probe one period after start
-  for (int i = 0; i < kWorkers; ++i) workers_.emplace_back([this] { WorkLoop(); });
+  for (int i = 0; i < kWorkers; ++i) {
+    workers_.emplace_back([this] {
+      pthread_setname_np(pthread_self(), "kvt-cluster");  // verifies pulled blocks
+      WorkLoop();
+    });
+  }
   announcer_ = std::make_unique<BackgroundLoop>(absl::Milliseconds(options_.announce_period_ms),
                                                 [this] { return AnnounceStep(); });
 }
@@ -784,7 +791,7 @@ void ClusterNode::VerifyAndCommit(PullRun& run, size_t begin, size_t end) {
   for (size_t j = begin; j < end; ++j) {
     const uint64_t off = run.grant.offsets[j];
     if (off == kExistsOffset) continue;
-    if (off + bytes > arena_bytes_ || XXH3_64bits(arena_ + off, bytes) != run.pin.checksums[j]) {
+    if (off + bytes > arena_bytes_ || BlockChecksum(arena_ + off, bytes) != run.pin.checksums[j]) {
       spdlog::warn("cluster: block {} from {} failed its checksum: dropped", KeyToHex(run.keys[j]),
                    run.holder->member.id);
       remote_pull_failures_.fetch_add(1, std::memory_order_relaxed);
@@ -849,7 +856,7 @@ void ClusterNode::Pin(uint64_t ns, std::vector<Key128> keys, uint32_t lease_ms,
           uint64_t sum = store_->Checksum(id).value_or(0);
           if (sum == 0) {
             // Committed without a checksum: take it now, while the block is pinned.
-            sum = XXH3_64bits(arena_ + r.offsets[j], r.block_bytes);
+            sum = BlockChecksum(arena_ + r.offsets[j], r.block_bytes);
             store_->SetChecksum(id, sum);
           }
           r.checksums.push_back(sum);

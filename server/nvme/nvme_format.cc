@@ -6,6 +6,8 @@
 #include <cstring>
 #include <memory>
 
+#include "common/checksum.h"
+
 namespace kvtier::nvme {
 
 uint64_t HeaderChecksum(const RegionHeader& h) {
@@ -16,7 +18,7 @@ uint64_t HeaderChecksum(const RecordHeader& h) {
   return XXH3_64bits(&h, offsetof(RecordHeader, checksum));
 }
 
-uint64_t PayloadChecksum(const std::byte* data, size_t bytes) { return XXH3_64bits(data, bytes); }
+uint64_t PayloadChecksum(const std::byte* data, size_t bytes) { return BlockChecksum(data, bytes); }
 
 std::optional<ScannedRegion> ScanRegion(uint64_t region_bytes, const PageReader& read) {
   // A region holds its header page and at least one record page.

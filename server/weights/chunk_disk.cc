@@ -11,6 +11,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "common/checksum.h"
 #include "spdlog/spdlog.h"
 
 namespace kvtier {
@@ -202,7 +203,7 @@ absl::Status ChunkDisk::Write(const FileIdentity& file, uint64_t index, const st
   std::memcpy(h.magic, kMagic, 8);
   h.index = index;
   h.length = length;
-  h.checksum = XXH3_64bits(data, length);
+  h.checksum = BlockChecksum(data, length);
   absl::Status s = WriteAll(fd, &h, sizeof h, tmp);
   if (s.ok()) s = WriteAll(fd, data, length, tmp);
   close(fd);
@@ -244,7 +245,7 @@ absl::Status ChunkDisk::Read(const FileIdentity& file, uint64_t index, std::byte
       s = absl::DataLossError(absl::StrFormat("weights disk: %s has a bad header", path));
     }
     if (s.ok()) s = ReadAll(fd, dst, length, sizeof h, path);
-    if (s.ok() && XXH3_64bits(dst, length) != h.checksum) {
+    if (s.ok() && BlockChecksum(dst, length) != h.checksum) {
       s = absl::DataLossError(absl::StrFormat("weights disk: %s fails its checksum", path));
     }
     close(fd);

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "absl/strings/str_format.h"
+#include "common/checksum.h"
 #include "server/cluster/segments.h"
 #include "spdlog/spdlog.h"
 
@@ -202,7 +203,7 @@ absl::Status WeightCache::Insert(const FileState& file, uint64_t index,
     return s;
   }
   std::memset(slot + len, 0, grant->block_bytes - len);
-  const uint64_t sum = XXH3_64bits(slot, grant->block_bytes);
+  const uint64_t sum = BlockChecksum(slot, grant->block_bytes);
   if (persist && disk_) {
     if (absl::Status w = disk_->Write(file.identity, index, slot, len); w.ok()) {
       disk_writes_.fetch_add(1, std::memory_order_relaxed);
