@@ -316,6 +316,7 @@ Status RunWeightsList(WeightClient& client, bool json, std::ostream& out) {
                        {"cached_chunks", {{"dram", f.dram_chunks}, {"nvme", f.nvme_chunks}}},
                        {"pinned", f.pinned},
                        {"holders", f.holders},
+                       {"holders_unknown", f.holders_unknown},
                        {"origin_bytes", f.origin_bytes},
                        {"peer_bytes", f.peer_bytes}});
     }
@@ -338,6 +339,11 @@ Status RunWeightsList(WeightClient& client, bool json, std::ostream& out) {
     std::string holders;
     for (const auto& [h, n] : f.holders) {
       holders += (holders.empty() ? "" : ",") + h + ":" + std::to_string(n);
+    }
+    // A directory that did not answer: say so rather than list fewer holders.
+    if (f.holders_unknown > 0) {
+      holders +=
+          (holders.empty() ? "" : ",") + std::string("?:") + std::to_string(f.holders_unknown);
     }
     t.AddRow({f.file.uri, FormatSize(f.file.size), std::to_string(f.file.chunks),
               std::to_string(f.dram_chunks), std::to_string(f.nvme_chunks), f.pinned ? "yes" : "no",

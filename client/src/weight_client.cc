@@ -150,6 +150,7 @@ class WeightClientImpl final : public WeightClient {
       info.nvme_chunks = f.nvme_chunks();
       info.pinned = f.pinned();
       info.holders = std::map<std::string, uint64_t>(f.holders().begin(), f.holders().end());
+      info.holders_unknown = f.holders_unknown();
       info.origin_bytes = f.origin_bytes();
       info.peer_bytes = f.peer_bytes();
       out->files.push_back(std::move(info));

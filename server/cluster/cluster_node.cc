@@ -363,6 +363,95 @@ std::vector<std::vector<std::string>> ClusterNode::LookupDirectory(
   return out;
 }
 
+void ClusterNode::LookupRootHolders(
+    uint64_t ns, std::vector<Key128> keys,
+    std::function<void(std::vector<std::vector<std::string>>, size_t)> done) {
+  // owner -> indices of the keys it is the directory of
+  absl::flat_hash_map<std::string, std::vector<size_t>> groups;
+  uint64_t version = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!placement_) {
+      done(HolderLists(keys.size()), 0);
+      return;
+    }
+    version = roster_.version;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      groups[placement_->Owner(SegmentHash(ns, keys[i])).id].push_back(i);
+    }
+  }
+  struct State {
+    absl::Mutex mu;
+    HolderLists lists;
+    size_t remaining = 0;
+    size_t failed = 0;
+  };
+  auto state = std::make_shared<State>();
+  state->lists.resize(keys.size());
+  state->remaining = groups.size() + 1;  // +1: the loop below, so `done` runs once, after it
+  auto finish = [this, state, done = std::move(done)](size_t failed) {
+    HolderLists lists;
+    size_t failures = 0;
+    {
+      absl::MutexLock lock(&state->mu);
+      state->failed += failed;
+      if (--state->remaining > 0) return;
+      lists = std::move(state->lists);
+      failures = state->failed;
+    }
+    {
+      // peers_ holds exactly the other members: drops this node and members that left.
+      absl::MutexLock lock(&mu_);
+      for (auto& l : lists) {
+        size_t kept = 0;
+        for (size_t i = 0; i < l.size(); ++i) {
+          if (!peers_.contains(l[i])) continue;
+          if (kept != i) l[kept] = std::move(l[i]);
+          ++kept;
+        }
+        l.resize(kept);
+      }
+    }
+    done(std::move(lists), failures);
+  };
+  for (auto& [owner, idx] : groups) {
+    if (owner == options_.self_id) {
+      {
+        absl::MutexLock lock(&state->mu);
+        for (size_t i : idx) state->lists[i] = directory_.Holders(BlockId{ns, keys[i]});
+      }
+      finish(0);
+      continue;
+    }
+    std::shared_ptr<PeerState> peer = Peer(owner);
+    if (!peer) {
+      finish(idx.size());
+      continue;
+    }
+    std::vector<Key128> asked;
+    asked.reserve(idx.size());
+    for (size_t i : idx) asked.push_back(keys[i]);
+    const int64_t started = NowUs();
+    inflight_.fetch_add(1);
+    // Bounded by the channel's per-call deadline (peer_timeout_ms): a dead directory answers
+    // DEADLINE_EXCEEDED or UNAVAILABLE, never nothing.
+    peer->channel->LookupDirectory(
+        version, ns, std::move(asked),
+        [this, peer, state, idx = std::move(idx), finish,
+         started](absl::StatusOr<std::vector<std::vector<std::string>>> holders) {
+          Record(*peer, holders.status(), started);
+          const bool ok = holders.ok() && holders->size() == idx.size();
+          if (ok) {
+            absl::MutexLock lock(&state->mu);
+            for (size_t j = 0; j < idx.size(); ++j) state->lists[idx[j]] = std::move((*holders)[j]);
+          }
+          finish(ok ? 0 : idx.size());
+          inflight_.fetch_sub(1);
+        });
+  }
+  finish(0);
+}
+
 void ClusterNode::ProbeMembers() {
   const int64_t now_ms = NowUs() / 1000;
   if (now_ms - last_probe_ms_.load() < options_.hello_period_ms) return;

@@ -105,6 +105,15 @@ class ClusterNode : public BlockListener {
                                 const std::vector<KeyBatch>& lost);
   std::vector<std::vector<std::string>> LookupDirectory(uint64_t ns,
                                                         const std::vector<Key128>& keys);
+  // Holders of `keys` pool-wide, each key a block without a parent (its own segment head: a
+  // weight chunk), by asking each key's directory: this node's own, or the owner's by
+  // LookupDirectory. The peers are asked at once, each call within peer_timeout_ms, so `done`
+  // runs within about one deadline however many peers are dead. `done` gets one list per key
+  // (this node and non-members left out; unlike ResolveHolders, no list is cut short) and how
+  // many keys' directories did not answer: those lists are empty because nothing is known.
+  void LookupRootHolders(
+      uint64_t ns, std::vector<Key128> keys,
+      std::function<void(std::vector<std::vector<std::string>>, size_t unanswered_keys)> done);
   void Pin(uint64_t ns, std::vector<Key128> keys, uint32_t lease_ms,
            PeerChannel::Done<PinResult> done);
   absl::StatusOr<uint32_t> Unpin(const std::vector<uint64_t>& lease_ids);

@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <sstream>
@@ -187,6 +188,9 @@ absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_
                  "Daemons of the pool that may read one chunk from its origin at once (its "
                  "owners)")
       ->capture_default_str();
+  app.add_option("--weight-ca-file", config.weight_ca_file,
+                 "PEM file of the CAs that https weight origins must chain to (default: the "
+                 "system's CA bundle); certificates are always verified");
   app.add_option("--weight-dir", config.weight_dir,
                  "Directory keeping weight chunks across restarts (default: <--nvme-path>.weights "
                  "with an NVMe tier, else none)");
@@ -372,6 +376,10 @@ absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_
   }
   if (config.weight_origin_readers == 0 || config.weight_origin_readers > 64) {
     return absl::InvalidArgumentError("--weight-origin-readers: must be between 1 and 64");
+  }
+  if (!config.weight_ca_file.empty() && access(config.weight_ca_file.c_str(), R_OK) != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat("--weight-ca-file: cannot read %s: %s",
+                                                      config.weight_ca_file, std::strerror(errno)));
   }
   if (config.weight_dir.empty() && !config.nvme_path.empty()) {
     config.weight_dir = config.nvme_path + ".weights";

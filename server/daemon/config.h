@@ -57,6 +57,7 @@ struct DaemonConfig {
   uint64_t weight_chunk_size = 4ULL << 20;
   uint64_t weight_capacity = 0;  // DRAM share pinned for weight chunks; default dram/4
   uint32_t weight_origin_readers = 1;
+  std::string weight_ca_file;         // PEM CAs for https origins; "" = the system's
   std::string weight_dir;             // chunks kept across restarts; default <nvme-path>.weights
   uint64_t weight_disk_capacity = 0;  // default: --nvme-capacity
 };

@@ -285,6 +285,10 @@ int Run(int argc, char** argv) {
   weight_options.origin_readers = config.weight_origin_readers;
   weight_options.disk_dir = config.weight_dir;
   weight_options.disk_capacity = config.weight_disk_capacity;
+  weight_options.open_origin = [origin_options =
+                                    OriginOptions{config.weight_ca_file}](const std::string& uri) {
+    return OpenOrigin(uri, origin_options);
+  };
   auto weights = WeightCache::Create(weight_options, &store, (*arena)->base(), cluster.get(),
                                      GrpcWeightPeerConnector(config.node_id));
   if (!weights.ok()) return Fail(weights.status());

@@ -161,6 +161,7 @@ grpc::ServerUnaryReactor* WeightsService::ListFiles(grpc::CallbackServerContext*
     f->set_nvme_chunks(v.nvme_chunks);
     f->set_pinned(v.pinned);
     for (const auto& [holder, n] : v.holders) (*f->mutable_holders())[holder] = n;
+    f->set_holders_unknown(v.holders_unknown);
     f->set_origin_bytes(v.origin_bytes);
     f->set_peer_bytes(v.peer_bytes);
   }

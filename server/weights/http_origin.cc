@@ -95,7 +95,10 @@ std::string VersionOf(const HttpOrigin::Answer& a) {
 
 }  // namespace
 
-HttpOrigin::HttpOrigin(std::string uri) : uri_(std::move(uri)) { GlobalInit(); }
+HttpOrigin::HttpOrigin(std::string uri, std::string ca_file)
+    : uri_(std::move(uri)), ca_file_(std::move(ca_file)) {
+  GlobalInit();
+}
 
 HttpOrigin::~HttpOrigin() {
   absl::MutexLock lock(&mu_);
@@ -136,6 +139,12 @@ absl::Status HttpOrigin::Perform(bool head, uint64_t offset, uint64_t length, st
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, out);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, OnBody);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, out);
+  // Verification stays on (libcurl's default; set anyway, so no reused handle could differ).
+  curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (!ca_file_.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, ca_file_.c_str());
+  char error[CURL_ERROR_SIZE] = {};
+  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
   std::string range;
   if (head) {
     curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
@@ -147,9 +156,23 @@ absl::Status HttpOrigin::Perform(bool head, uint64_t offset, uint64_t length, st
   }
   const CURLcode rc = curl_easy_perform(curl);
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &out->code);
+  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, nullptr);  // `error` dies here; the handle lives on
   GiveBack(curl);
+  const std::string detail = error[0] != '\0' ? std::string(error) : curl_easy_strerror(rc);
+  if (rc == CURLE_PEER_FAILED_VERIFICATION) {
+    // Not worth a retry: the same chain fails the same way.
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "origin: %s: TLS certificate not trusted (%s); give the CA that signed it with "
+        "--weight-ca-file (now %s)",
+        uri_, detail, ca_file_.empty() ? "unset: the system's CAs" : ca_file_));
+  }
+  if (rc == CURLE_SSL_CACERT_BADFILE) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "origin: %s: cannot use the CA certificate file %s (%s); check --weight-ca-file", uri_,
+        ca_file_.empty() ? "(the system's bundle)" : ca_file_, detail));
+  }
   if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && out->overflow)) {
-    return absl::UnavailableError(absl::StrFormat("origin: %s: %s", uri_, curl_easy_strerror(rc)));
+    return absl::UnavailableError(absl::StrFormat("origin: %s: %s", uri_, detail));
   }
   if (out->overflow) {
     return absl::FailedPreconditionError(absl::StrFormat(

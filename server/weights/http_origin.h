@@ -6,6 +6,11 @@
 //
 // 404 is NOT_FOUND, other 4xx FAILED_PRECONDITION or PERMISSION_DENIED; 5xx, timeouts and reset
 // connections are UNAVAILABLE, retried (kAttempts in all) before they are returned.
+//
+// https: the server's certificate chain and host name are verified (libcurl's defaults, never
+// turned off), against `ca_file` when given, else the system's CA bundle. A certificate that does
+// not verify is FAILED_PRECONDITION at once (no retry: it will not verify the next time either),
+// with libcurl's reason and the flag to fix it.
 #pragma once
 
 #include <string>
@@ -19,7 +24,8 @@ namespace kvtier {
 class HttpOrigin final : public Origin {
  public:
   static constexpr int kAttempts = 3;
-  explicit HttpOrigin(std::string uri);
+  // `ca_file`: PEM CAs for https ("" = the system's bundle).
+  explicit HttpOrigin(std::string uri, std::string ca_file = "");
   ~HttpOrigin() override;
   HttpOrigin(const HttpOrigin&) = delete;
   HttpOrigin& operator=(const HttpOrigin&) = delete;
@@ -40,6 +46,7 @@ class HttpOrigin final : public Origin {
   void GiveBack(void* handle);
 
   const std::string uri_;
+  const std::string ca_file_;
   absl::Mutex mu_;
   std::vector<void*> idle_ ABSL_GUARDED_BY(mu_);  // CURL* kept for connection reuse
 };

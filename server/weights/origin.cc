@@ -7,7 +7,8 @@
 
 namespace kvtier {
 
-absl::StatusOr<std::unique_ptr<Origin>> OpenOrigin(const std::string& uri) {
+absl::StatusOr<std::unique_ptr<Origin>> OpenOrigin(const std::string& uri,
+                                                   const OriginOptions& options) {
   if (absl::StartsWith(uri, "file://")) {
     std::string path = uri.substr(7);
     if (path.empty() || path[0] != '/') {
@@ -21,7 +22,7 @@ absl::StatusOr<std::unique_ptr<Origin>> OpenOrigin(const std::string& uri) {
     if (host >= uri.size() || uri[host] == '/') {
       return absl::InvalidArgumentError(absl::StrFormat("uri: '%s' has no host", uri));
     }
-    return std::unique_ptr<Origin>(std::make_unique<HttpOrigin>(uri));
+    return std::unique_ptr<Origin>(std::make_unique<HttpOrigin>(uri, options.ca_file));
   }
   return absl::InvalidArgumentError(absl::StrFormat(
       "uri: '%s': only file:///path, http://host/path and https://host/path are supported", uri));

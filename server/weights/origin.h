@@ -29,9 +29,17 @@ class Origin {
                             std::byte* dst) = 0;
 };
 
+struct OriginOptions {
+  // PEM file of the CAs that https origins' certificates must chain to (--weight-ca-file); ""
+  // for libcurl's default bundle (the system's). The server's certificate and host name are
+  // always verified.
+  std::string ca_file;
+};
+
 // An origin for `uri`: file:///absolute/path, http://host[:port]/path or https://...
 // INVALID_ARGUMENT naming `uri` for any other form.
-absl::StatusOr<std::unique_ptr<Origin>> OpenOrigin(const std::string& uri);
+absl::StatusOr<std::unique_ptr<Origin>> OpenOrigin(const std::string& uri,
+                                                   const OriginOptions& options = {});
 
 // The last path component of a URI (without query or fragment): the file name a pull writes.
 std::string UriBaseName(const std::string& uri);

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
 #include "common/checksum.h"
 #include "server/cluster/segments.h"
 #include "spdlog/spdlog.h"
@@ -57,7 +58,9 @@ absl::StatusOr<std::unique_ptr<WeightCache>> WeightCache::Create(WeightOptions o
   if (options.origin_readers == 0) {
     return absl::InvalidArgumentError("--weight-origin-readers: must be at least 1");
   }
-  if (!options.open_origin) options.open_origin = OpenOrigin;
+  if (!options.open_origin) {
+    options.open_origin = [](const std::string& uri) { return OpenOrigin(uri); };
+  }
   // The namespace is registered with the store when the first file is (so a daemon that never
   // caches weights lists no weights namespace); its id is known now.
   NamespaceLayout layout;
@@ -643,15 +646,27 @@ std::vector<WeightFileView> WeightCache::List() {
     }
     if (disk_) v.nvme_chunks = disk_->ChunkCount(f->file_id);
     if (cluster_ != nullptr) {
-      // Holders as the directories on this node know them (the chunks it owns).
-      for (size_t i = 0; i < keys.size(); i += 4096) {
-        std::vector<Key128> part(keys.begin() + i, keys.begin() + std::min(keys.size(), i + 4096));
-        for (const auto& holders : cluster_->LookupDirectory(ns_, part)) {
-          for (const std::string& h : holders) {
-            if (h != cluster_->self_id()) ++v.holders[h];
-          }
-        }
+      // Holders pool-wide: every chunk's directory is asked, the peers' at once, each call within
+      // the peer deadline, so a dead directory costs `ls` one deadline, and its chunks are
+      // counted as unknown rather than held by nobody. Chunks are parentless blocks: each is its
+      // own segment head.
+      struct Answer {
+        absl::Notification done;
+        std::vector<std::vector<std::string>> lists;
+        size_t failed = 0;
+      };
+      auto answer = std::make_shared<Answer>();
+      cluster_->LookupRootHolders(
+          ns_, keys, [answer](std::vector<std::vector<std::string>> lists, size_t failed) {
+            answer->lists = std::move(lists);
+            answer->failed = failed;
+            answer->done.Notify();
+          });
+      answer->done.WaitForNotification();
+      for (size_t i = 0; i < answer->lists.size(); ++i) {
+        for (const std::string& h : answer->lists[i]) ++v.holders[h];
       }
+      v.holders_unknown = answer->failed;
     }
     out.push_back(std::move(v));
   }

@@ -88,7 +88,8 @@ struct WeightFileView {
   uint64_t file_id = 0;
   uint64_t chunks = 0, dram_chunks = 0, nvme_chunks = 0;
   bool pinned = false;
-  std::map<std::string, uint64_t> holders;  // other daemons, by the directories this node keeps
+  std::map<std::string, uint64_t> holders;  // other daemons -> chunks, by the chunks' directories
+  uint64_t holders_unknown = 0;  // chunks whose directory did not answer (missing from holders)
   uint64_t origin_bytes = 0, peer_bytes = 0;
 };
 

@@ -1,6 +1,7 @@
 // Origin faults under `kvtier weights pull` (issue 6), with a real nginx on loopback and real
 // daemons: 404, 500, a connection closed before any answer, connections cut mid-chunk, nginx
-// killed mid-transfer and restarted, and a file that changes size during the pull. Each ends in
+// killed mid-transfer and restarted, a file that changes size during the pull, and an https
+// origin whose certificate does or does not chain to --weight-ca-file. Each ends in
 // a clear error (exit 1, one line naming the problem) or a retry that succeeds; never in a copy
 // that differs from the origin's file; never a hang (every pull is bounded by kPullTimeoutS).
 #include <fstream>
@@ -9,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/time/clock.h"
 #include "tests/integration/weights_fixture.h"
+#include "tests/support/test_certs.h"
 #include "tests/support/wait.h"
 
 namespace kvtier::testing {
@@ -170,6 +172,73 @@ INSTANTIATE_TEST_SUITE_P(Change, WeightsFileChangeTest,
                          [](const ::testing::TestParamInfo<FileChange>& info) {
                            return std::string(info.param.name);
                          });
+
+// nginx serving TLS with a certificate from a CA made here. A daemon given that CA
+// (--weight-ca-file) pulls the file byte-exact through range GETs; daemons with another CA, or
+// with none (the system's CAs), refuse the server: a clear error naming the certificate and the
+// flag, at once (not retried), and no copy.
+TEST_F(WeightsFaultsTest, HttpsOriginIsVerifiedAgainstTheGivenCa) {
+  const std::string certs = out_dir_ + "/certs";
+  std::filesystem::create_directories(certs);
+  auto ca = MakeTestCa(certs, "origin-ca");
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  auto other_ca = MakeTestCa(certs, "other-ca");
+  ASSERT_TRUE(other_ca.ok()) << other_ca.status();
+  auto server = MakeTestCert(certs, *ca, "origin");  // names IP:127.0.0.1 and localhost
+  ASSERT_TRUE(server.ok()) << server.status();
+  NginxOriginOptions options;
+  options.tls_cert = server->cert;
+  options.tls_key = server->key;
+  ASSERT_NO_FATAL_FAILURE(StartOrigin(options));
+  auto path = origin_->WriteRandomFile("tls.bin", kFileSize + 4097, 31);
+  ASSERT_TRUE(path.ok()) << path.status();
+  auto sha = Sha256OfFile(*path);
+  ASSERT_TRUE(sha.ok()) << sha.status();
+  const std::string url = origin_->Url("tls.bin");
+  ASSERT_EQ(url.rfind("https://", 0), 0u) << url;
+
+  // Our CA: the right bytes, read with range GETs (206), each byte once.
+  ASSERT_NO_FATAL_FAILURE(StartCluster(1, {"--weight-ca-file", ca->cert}));
+  const Pull good = RunPull(0, url);
+  ASSERT_EQ(good.exit_code, 0) << good.output << daemons_[0]->ReadLog();
+  auto got = Sha256OfFile(good.path);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, *sha);
+  EXPECT_EQ(Field(good.json, "origin_bytes"), kFileSize + 4097);
+  int ranges = 0;
+  for (const AccessLogEntry& e : origin_->AccessLog()) {
+    if (e.path == "/tls.bin" && e.method == "GET") {
+      EXPECT_EQ(e.status, 206) << e.range;
+      ++ranges;
+    }
+  }
+  EXPECT_GT(ranges, 0);
+  EXPECT_EQ(origin_->BytesServed("/tls.bin"), kFileSize + 4097);
+
+  // Another CA, then none: the certificate does not verify. One request each (no retries of a
+  // verification failure), well within the pull's bound.
+  const size_t requests_before = origin_->AccessLog().size();
+  ASSERT_NO_FATAL_FAILURE(StartCluster(1, {"--weight-ca-file", other_ca->cert}));
+  ASSERT_NO_FATAL_FAILURE(StartCluster(1));
+  for (int node : {1, 2}) {
+    const absl::Time started = absl::Now();
+    const Pull bad = RunPull(node, url);
+    ExpectCleanFailure(bad, {"certificate"});
+    EXPECT_TRUE(absl::StrContains(bad.output, "--weight-ca-file")) << bad.output;
+    EXPECT_LT(absl::Now() - started, absl::Seconds(kPullTimeoutS / 2)) << bad.output;
+  }
+  // The handshakes failed before any request: nginx logged none of them.
+  EXPECT_EQ(origin_->AccessLog().size(), requests_before);
+}
+
+// A CA file that cannot be read stops the daemon at start, naming the flag.
+TEST_F(WeightsFaultsTest, UnreadableCaFileIsAStartError) {
+  ProcessResult r = RunProgram({BinPath("kvtierd"), "--dram-capacity", "64MiB", "--weight-ca-file",
+                                out_dir_ + "/no-such-ca.pem", "--socket", out_dir_ + "/k.sock"},
+                               20);
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(absl::StrContains(r.output, "--weight-ca-file")) << r.output;
+}
 
 }  // namespace
 }  // namespace kvtier::testing

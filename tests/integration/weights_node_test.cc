@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 #include <sys/time.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "common/local_daemon.h"
 #include "kvtier/weights.h"
+#include "kvtier/weights_gpu.h"
 #include "tests/support/bin_path.h"
 #include "tests/support/random_bytes.h"
 
@@ -229,6 +231,59 @@ TEST_F(WeightsNodeTest, ReadSpansLendsTheBytesInPlace) {
   std::vector<std::byte> buf(bytes.size());
   ASSERT_TRUE(client->Read(f, 0, bytes.size(), buf.data()).ok());
   EXPECT_EQ(buf, bytes);
+}
+
+// ReadToDevice through the cpu backend (this host has no GPU; tests/gpu/weights_gpu_test.cc runs
+// the cuda one where there is a device): the same ReadSpans path and per-piece copies, so offsets
+// that cut chunks land each byte where it belongs, and nothing outside the range is written.
+TEST_F(WeightsNodeTest, ReadToDeviceCopiesTheRangeByteExact) {
+  const auto bytes = RandomBytes(5 * kChunk + 4097, 41);
+  WriteFile(dir_ + "/origin/model.bin", bytes);
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  WeightFile f;
+  ASSERT_TRUE(client->OpenFile("file://" + dir_ + "/origin/model.bin", &f).ok());
+  std::unique_ptr<WeightDeviceReader> gpu;
+  ASSERT_TRUE(WeightDeviceReader::Create(client.get(), GpuBackend::kCpu, &gpu).ok());
+  EXPECT_STREQ(gpu->backend(), "cpu");
+
+  struct Range {
+    uint64_t offset, length;
+  };
+  for (const Range r : {Range{0, bytes.size()}, Range{kChunk - 5, 2 * kChunk + 11},
+                        Range{3 * kChunk + 1, 100}, Range{bytes.size() - 7, 7}}) {
+    // Guard bytes on both sides of the destination catch a copy that lands off by one piece.
+    std::vector<std::byte> dst(r.length + 128, std::byte{0xA5});
+    WeightReadStats stats;
+    Status s = gpu->ReadToDevice(f, r.offset, r.length, dst.data() + 64, nullptr, &stats);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    EXPECT_TRUE(std::equal(dst.begin() + 64, dst.begin() + 64 + static_cast<ptrdiff_t>(r.length),
+                           bytes.begin() + static_cast<ptrdiff_t>(r.offset)))
+        << "range " << r.offset << "+" << r.length;
+    for (size_t i = 0; i < 64; ++i) {
+      ASSERT_EQ(dst[i], std::byte{0xA5});
+      ASSERT_EQ(dst[dst.size() - 1 - i], std::byte{0xA5});
+    }
+    EXPECT_EQ(stats.origin_bytes + stats.peer_bytes + stats.local_bytes, r.length);
+  }
+
+  // kAuto picks cuda only with a device; kCuda without one is a clear FAILED_PRECONDITION.
+  std::unique_ptr<WeightDeviceReader> automatic;
+  ASSERT_TRUE(WeightDeviceReader::Create(client.get(), GpuBackend::kAuto, &automatic).ok());
+  std::unique_ptr<WeightDeviceReader> cuda;
+  Status s = WeightDeviceReader::Create(client.get(), GpuBackend::kCuda, &cuda);
+  if (std::string(automatic->backend()) == "cpu") {
+    EXPECT_EQ(s.code(), Status::Code::kFailedPrecondition) << s.ToString();
+    EXPECT_NE(s.message().find("no device"), std::string::npos) << s.ToString();
+  } else {
+    EXPECT_TRUE(s.ok()) << s.ToString();
+  }
+  // Errors of the read come through: a range past the end of the file.
+  std::vector<std::byte> dst(16);
+  s = gpu->ReadToDevice(f, bytes.size() - 8, 16, dst.data());
+  EXPECT_FALSE(s.ok());
+  s = gpu->ReadToDevice(f, 0, 16, nullptr);
+  EXPECT_EQ(s.code(), Status::Code::kInvalidArgument) << s.ToString();
 }
 
 TEST_F(WeightsNodeTest, ChunksSurviveARestart) {

@@ -1,10 +1,15 @@
 // The weight cache in a pool of 3 real daemons (static peers, UCX over tcp) pulling one file://
 // origin at the same moment: every copy is whole, and each byte was read from the origin once in
-// total (by the chunks' owners); the rest moved between the daemons.
+// total (by the chunks' owners); the rest moved between the daemons. Then `weights ls` on each
+// daemon names the others as holders of every chunk, wherever the chunk's directory is, and with
+// one daemon frozen it still answers, counting that directory's chunks as unknown.
 #include <gtest/gtest.h>
+#include <signal.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -17,6 +22,7 @@ namespace kvtier::testing {
 namespace {
 
 constexpr uint64_t kChunk = 256 << 10;
+using Holders = std::map<std::string, uint64_t>;
 
 TEST(WeightsPoolTest, ThreeDaemonsReadEachChunkOnceFromTheOrigin) {
   const std::string dir =
@@ -74,6 +80,54 @@ TEST(WeightsPoolTest, ThreeDaemonsReadEachChunkOnceFromTheOrigin) {
   // Each chunk came from the origin once in the whole pool; the other copies from peers.
   EXPECT_EQ(origin, bytes.size());
   EXPECT_EQ(peer, (kNodes - 1) * bytes.size());
+
+  // Holders pool-wide. Each daemon is the directory of about a third of the chunks (by
+  // placement), so every chunk listed with both other daemons means the other directories were
+  // asked too. Announcements are batched: wait for them to land.
+  const uint64_t chunks = (bytes.size() + kChunk - 1) / kChunk;
+  auto ls = [&](int i, int timeout_ms) {
+    ProcessResult r =
+        RunProgram({BinPath("kvtier"), "--socket", daemons[i]->socket_path(), "--timeout-ms",
+                    std::to_string(timeout_ms), "weights", "ls", "--json"},
+                   90);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return r.exit_code == 0 ? nlohmann::json::parse(r.output)["files"][0] : nlohmann::json();
+  };
+  auto id = [](int i) { return std::string(1, static_cast<char>('a' + i)); };
+  for (int i = 0; i < kNodes; ++i) {
+    Holders want_holders;
+    for (int j = 0; j < kNodes; ++j) {
+      if (j != i) want_holders[id(j)] = chunks;
+    }
+    nlohmann::json f;
+    for (int tries = 0; tries < 100; ++tries) {
+      f = ls(i, 5000);
+      if (f.is_null() || f["holders"].get<Holders>() == want_holders) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ASSERT_FALSE(f.is_null());
+    EXPECT_EQ(f["holders"].get<Holders>(), want_holders) << "ls on " << id(i) << ": " << f.dump();
+    EXPECT_EQ(f["holders_unknown"].get<uint64_t>(), 0u) << f.dump();
+  }
+
+  // A frozen daemon (SIGSTOP: its socket accepts, nothing answers) must not hang `ls`: the asks
+  // of its directory end at the peer deadline (--peer-timeout-ms 5000), its chunks are reported
+  // unknown, and the other directories' chunks still list both holders (c's entries stay: it is
+  // still a member).
+  ASSERT_EQ(kill(daemons[2]->pid(), SIGSTOP), 0);
+  const auto started = std::chrono::steady_clock::now();
+  nlohmann::json f = ls(0, 60'000);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  ASSERT_EQ(kill(daemons[2]->pid(), SIGCONT), 0);
+  ASSERT_FALSE(f.is_null());
+  const uint64_t unknown = f["holders_unknown"].get<uint64_t>();
+  EXPECT_GT(unknown, 0u) << f.dump();
+  EXPECT_LT(unknown, chunks) << f.dump();
+  const Holders want_holders = {{"b", chunks - unknown}, {"c", chunks - unknown}};
+  EXPECT_EQ(f["holders"].get<Holders>(), want_holders) << f.dump();
+  // Bounded by one peer deadline (5 s), not by the CLI's 60 s: a generous bound, not a timing.
+  EXPECT_LT(seconds, 30.0);
   std::filesystem::remove_all(dir);
 }
 

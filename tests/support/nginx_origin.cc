@@ -243,8 +243,11 @@ void NginxOrigin::DeleteNamespace() {
 }
 
 absl::Status NginxOrigin::WriteConfig() {
-  const std::string listen = absl::StrCat(host_, ":", port_);
+  const bool tls = !options_.tls_cert.empty();
+  const std::string listen = absl::StrCat(host_, ":", port_, tls ? " ssl" : "");
   const std::string local = absl::StrCat("127.0.0.1:", port_);
+  const std::string local_listen = absl::StrCat(local, tls ? " ssl" : "");
+  const std::string scheme = tls ? "https" : "http";
   std::ostringstream c;
   c << "daemon off;\n"
     << "master_process off;\n"  // one process: SIGKILL ends all of nginx
@@ -265,8 +268,11 @@ absl::Status NginxOrigin::WriteConfig() {
     << "  keepalive_timeout 60s;\n  keepalive_requests 100000;\n"
     << "  server {\n"
     << "    listen " << listen << ";\n"
-    << (listen != local ? absl::StrCat("    listen ", local, ";\n") : "") << "    root " << root_
-    << ";\n"
+    << (listen != local_listen ? absl::StrCat("    listen ", local_listen, ";\n") : "")
+    << (tls ? absl::StrCat("    ssl_certificate ", options_.tls_cert, ";\n    ssl_certificate_key ",
+                           options_.tls_key, ";\n")
+            : "")
+    << "    root " << root_ << ";\n"
     << "    location / { }\n"
     << "    location /error500/ { return 500; }\n"
     << "    location /close/ { return 444; }\n"
@@ -275,7 +281,8 @@ absl::Status NginxOrigin::WriteConfig() {
     << "; }\n"
     // /cut/ proxies to /cutsrc/, which sends cut_after_bytes and then (nearly) stops; the
     // proxy's read timeout then closes the client's connection mid-body.
-    << "    location /cut/ { proxy_pass http://" << local << "/cutsrc/; proxy_buffering off; "
+    << "    location /cut/ { proxy_pass " << scheme << "://" << local
+    << "/cutsrc/; proxy_buffering off; "
     << "proxy_read_timeout 300ms; }\n"
     << "    location /cutsrc/ { alias " << root_ << "/; allow 127.0.0.1; deny all; "
     << "access_log off; limit_rate_after " << options_.cut_after_bytes << "; limit_rate 1; }\n"
@@ -320,7 +327,8 @@ absl::Status NginxOrigin::Launch() {
 }
 
 std::string NginxOrigin::Url(const std::string& path) const {
-  return absl::StrCat("http://", host_, ":", port_, "/", path);
+  return absl::StrCat(options_.tls_cert.empty() ? "http" : "https", "://", host_, ":", port_, "/",
+                      path);
 }
 
 absl::StatusOr<std::string> NginxOrigin::WriteRandomFile(const std::string& name, uint64_t size,

@@ -45,6 +45,10 @@ struct NginxOriginOptions {
   uint64_t slow_rate_bytes_per_sec = 256 * 1024;
   // Bytes of each /cut/ response sent before the connection is closed.
   uint64_t cut_after_bytes = 64 * 1024;
+  // Serve https with this certificate and key (PEM paths, e.g. from MakeTestCert in
+  // tests/support/test_certs.h; its names must cover host()); "" for plain http.
+  std::string tls_cert;
+  std::string tls_key;
 };
 
 // One line of the access log.
@@ -75,7 +79,8 @@ class NginxOrigin {
   // The address nginx listens on: 127.0.0.1, or the namespace side of the veth pair.
   const std::string& host() const { return host_; }
   int port() const { return port_; }
-  // "http://<host>:<port>/<path>" (`path` relative, without a leading slash).
+  // "http(s)://<host>:<port>/<path>" (`path` relative, without a leading slash; https when
+  // options.tls_cert is set).
   std::string Url(const std::string& path) const;
   // The namespace's name ("" without one).
   const std::string& netns() const { return netns_; }

@@ -48,7 +48,8 @@ struct WeightFileInfo {
   uint64_t dram_chunks = 0;
   uint64_t nvme_chunks = 0;
   bool pinned = false;
-  std::map<std::string, uint64_t> holders;  // other daemons -> chunks (directories on this node)
+  std::map<std::string, uint64_t> holders;  // other daemons -> chunks, pool-wide
+  uint64_t holders_unknown = 0;  // chunks whose directory did not answer (not in `holders`)
   uint64_t origin_bytes = 0, peer_bytes = 0;
 };
 
