@@ -366,18 +366,30 @@ std::vector<std::vector<std::string>> ClusterNode::LookupDirectory(
 void ClusterNode::LookupRootHolders(
     uint64_t ns, std::vector<Key128> keys,
     std::function<void(std::vector<std::vector<std::string>>, size_t)> done) {
+  std::vector<Key128> heads = keys;  // each chunk is its own segment head
+  AskDirectories(ns, std::move(keys), heads, /*need_peers=*/false, std::move(done));
+}
+
+// Asks each key's directory (the owner of its segment head: this node's own directory, or a peer's
+// by LookupDirectory, all peers at once, each call within the channel's deadline) who holds it.
+// `done` gets one list per key, with this node and non-members dropped, and how many keys'
+// directories did not answer (their lists are empty). With `need_peers` and no other member, it
+// answers at once with empty lists.
+void ClusterNode::AskDirectories(uint64_t ns, std::vector<Key128> keys,
+                                 const std::vector<Key128>& heads, bool need_peers,
+                                 std::function<void(HolderLists, size_t)> done) {
   // owner -> indices of the keys it is the directory of
   absl::flat_hash_map<std::string, std::vector<size_t>> groups;
   uint64_t version = 0;
   {
     absl::MutexLock lock(&mu_);
-    if (!placement_) {
+    if (!placement_ || (need_peers && roster_.members.size() < 2)) {
       done(HolderLists(keys.size()), 0);
       return;
     }
     version = roster_.version;
     for (size_t i = 0; i < keys.size(); ++i) {
-      groups[placement_->Owner(SegmentHash(ns, keys[i])).id].push_back(i);
+      groups[placement_->Owner(SegmentHash(ns, heads[i])).id].push_back(i);
     }
   }
   struct State {
@@ -400,7 +412,8 @@ void ClusterNode::LookupRootHolders(
       failures = state->failed;
     }
     {
-      // peers_ holds exactly the other members: drops this node and members that left.
+      // Holders that are this node (a stale entry: the local lookup missed) or not members any
+      // more are dropped; peers_ holds exactly the other members.
       absl::MutexLock lock(&mu_);
       for (auto& l : lists) {
         size_t kept = 0;
@@ -527,90 +540,17 @@ void ClusterNode::ProbeMembersNow() {
 
 void ClusterNode::ResolveHolders(uint64_t ns, const std::vector<Key128>& keys, size_t from,
                                  std::function<void(HolderLists)> done) {
-  const std::vector<Key128> heads = HeadsOf(ns, keys);
-  // owner -> indices of keys[from..] it is the directory of
-  absl::flat_hash_map<std::string, std::vector<size_t>> groups;
-  uint64_t version = 0;
-  {
-    absl::MutexLock lock(&mu_);
-    if (!placement_ || roster_.members.size() < 2) {
-      done({});
-      return;
-    }
-    version = roster_.version;
-    for (size_t i = from; i < keys.size(); ++i) {
-      groups[placement_->Owner(SegmentHash(ns, heads[i])).id].push_back(i);
-    }
-  }
-  struct State {
-    absl::Mutex mu;
-    HolderLists lists;
-    size_t remaining = 0;
-  };
-  auto state = std::make_shared<State>();
-  state->lists.resize(keys.size() - from);
-  state->remaining = groups.size();
-  auto finish = [this, state, done = std::move(done)]() {
-    HolderLists lists;
-    {
-      absl::MutexLock lock(&state->mu);
-      if (--state->remaining > 0) return;
-      lists = std::move(state->lists);
-    }
-    size_t n = 0;
-    {
-      // Holders that are this node (a stale entry: the local lookup missed) or not members any
-      // more are dropped; peers_ holds exactly the other members.
-      absl::MutexLock lock(&mu_);
-      for (auto& l : lists) {
-        size_t kept = 0;
-        for (size_t i = 0; i < l.size(); ++i) {
-          if (!peers_.contains(l[i])) continue;
-          if (kept != i) l[kept] = std::move(l[i]);
-          ++kept;
-        }
-        l.resize(kept);
-        if (l.empty()) break;
-        ++n;
-      }
-    }
-    lists.resize(n);
-    done(std::move(lists));
-  };
-  for (auto& [owner, idx] : groups) {
-    if (owner == options_.self_id) {
-      {
-        absl::MutexLock lock(&state->mu);
-        for (size_t i : idx) state->lists[i - from] = directory_.Holders(BlockId{ns, keys[i]});
-      }
-      finish();
-      continue;
-    }
-    std::shared_ptr<PeerState> peer = Peer(owner);
-    if (!peer) {
-      finish();
-      continue;
-    }
-    std::vector<Key128> asked;
-    asked.reserve(idx.size());
-    for (size_t i : idx) asked.push_back(keys[i]);
-    const int64_t started = NowUs();
-    inflight_.fetch_add(1);
-    peer->channel->LookupDirectory(
-        version, ns, std::move(asked),
-        [this, peer, state, idx = std::move(idx), from, finish,
-         started](absl::StatusOr<std::vector<std::vector<std::string>>> holders) {
-          Record(*peer, holders.status(), started);
-          if (holders.ok() && holders->size() == idx.size()) {
-            absl::MutexLock lock(&state->mu);
-            for (size_t j = 0; j < idx.size(); ++j) {
-              state->lists[idx[j] - from] = std::move((*holders)[j]);
-            }
-          }
-          finish();
-          inflight_.fetch_sub(1);
-        });
-  }
+  const std::vector<Key128> all_heads = HeadsOf(ns, keys);
+  std::vector<Key128> asked(keys.begin() + static_cast<std::ptrdiff_t>(from), keys.end());
+  std::vector<Key128> heads(all_heads.begin() + static_cast<std::ptrdiff_t>(from), all_heads.end());
+  AskDirectories(ns, std::move(asked), heads, /*need_peers=*/true,
+                 [done = std::move(done)](HolderLists lists, size_t) {
+                   // Cut at the first key nobody holds: a pull serves a prefix.
+                   size_t n = 0;
+                   while (n < lists.size() && !lists[n].empty()) ++n;
+                   lists.resize(n);
+                   done(std::move(lists));
+                 });
 }
 
 std::vector<Key128> ClusterNode::HeadsOf(uint64_t ns, const std::vector<Key128>& keys) {

@@ -150,6 +150,9 @@ class ClusterNode : public BlockListener {
   // `done` gets one list per key from `from`, cut at the first key nobody holds.
   void ResolveHolders(uint64_t ns, const std::vector<Key128>& keys, size_t from,
                       std::function<void(HolderLists)> done);
+  // The fan-out behind both: keys[i]'s directory is the owner of heads[i] (cluster_node.cc).
+  void AskDirectories(uint64_t ns, std::vector<Key128> keys, const std::vector<Key128>& heads,
+                      bool need_peers, std::function<void(HolderLists, size_t)> done);
   // Segment heads of `keys`: remembered from an earlier Lookup of their chain where known, else
   // computed taking keys[0] as the chain's start.
   std::vector<Key128> HeadsOf(uint64_t ns, const std::vector<Key128>& keys);
