@@ -15,25 +15,13 @@
 #include <vector>
 
 #include "cli_format.h"
+#include "common/uri.h"
 #include "table.h"
 
 namespace kvtier::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string BaseName(const std::string& uri) {
-  std::string path = uri;
-  if (const size_t scheme = path.find("://"); scheme != std::string::npos) {
-    path = path.substr(scheme + 3);
-    const size_t slash = path.find('/');
-    path = slash == std::string::npos ? "" : path.substr(slash);
-  }
-  if (const size_t q = path.find_first_of("?#"); q != std::string::npos) path.resize(q);
-  while (!path.empty() && path.back() == '/') path.pop_back();
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
 
 Status Errno(const std::string& what, const std::string& path) {
   return Status(Status::Code::kFailedPrecondition, what + " " + path + ": " + std::strerror(errno));
@@ -184,7 +172,7 @@ class CopyFile {
 
 Status RunWeightsPull(WeightClient& client, const WeightsPullArgs& args, std::ostream& out,
                       std::ostream& progress) {
-  const std::string name = BaseName(args.uri);
+  const std::string name = UriBaseName(args.uri);
   if (name.empty() || name == "." || name == "..") {
     return Status(Status::Code::kInvalidArgument,
                   "uri: '" + args.uri + "' has no file name to write under --to");

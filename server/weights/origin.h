@@ -12,6 +12,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/uri.h"  // UriBaseName: the file name a pull writes
 #include "server/weights/file_identity.h"
 
 namespace kvtier {
@@ -40,8 +41,5 @@ struct OriginOptions {
 // INVALID_ARGUMENT naming `uri` for any other form.
 absl::StatusOr<std::unique_ptr<Origin>> OpenOrigin(const std::string& uri,
                                                    const OriginOptions& options = {});
-
-// The last path component of a URI (without query or fragment): the file name a pull writes.
-std::string UriBaseName(const std::string& uri);
 
 }  // namespace kvtier
