@@ -17,6 +17,7 @@
 #include "common/local_daemon.h"
 #include "tests/support/bin_path.h"
 #include "tests/support/random_bytes.h"
+#include "tests/support/wait.h"
 
 namespace kvtier::testing {
 namespace {
@@ -100,11 +101,12 @@ TEST(WeightsPoolTest, ThreeDaemonsReadEachChunkOnceFromTheOrigin) {
       if (j != i) want_holders[id(j)] = chunks;
     }
     nlohmann::json f;
-    for (int tries = 0; tries < 100; ++tries) {
-      f = ls(i, 5000);
-      if (f.is_null() || f["holders"].get<Holders>() == want_holders) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
+    kvtier::testing::WaitUntil(
+        [&] {
+          f = ls(i, 5000);
+          return f.is_null() || f["holders"].get<Holders>() == want_holders;
+        },
+        absl::Seconds(30), absl::Milliseconds(50));
     ASSERT_FALSE(f.is_null());
     EXPECT_EQ(f["holders"].get<Holders>(), want_holders) << "ls on " << id(i) << ": " << f.dump();
     EXPECT_EQ(f["holders_unknown"].get<uint64_t>(), 0u) << f.dump();

@@ -10,7 +10,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -18,6 +17,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/synchronization/notification.h"
 #include "server/transport/peer_info.h"
+#include "tests/support/wait.h"
 
 // UCX 1.13 leaks a few bytes inside libuct when an endpoint to a destroyed shared-memory peer
 // fails to connect (DestroyedPeerIsAnErrorWithinTheDeadline); not ours to fix. Read by LSan only.
@@ -142,10 +142,8 @@ TEST_P(UcxTransportTest, RandomBytesLandExactly) {
     // The server counts a reply when its send completes, which its progress thread may learn
     // after the reader has the bytes (seen under ASan: one 1 MiB reply still uncounted): wait for
     // it, bounded, then compare.
-    const Clock::time_point until = Clock::now() + std::chrono::seconds(10);
-    while (server_->counters().bytes_served < total && Clock::now() < until) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    kvtier::testing::WaitUntil([&] { return server_->counters().bytes_served >= total; },
+                               absl::Seconds(10), absl::Milliseconds(1));
     EXPECT_EQ(server_->counters().bytes_served, total);
   }
 
