@@ -8,6 +8,7 @@
 #include <array>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -175,6 +176,8 @@ absl::StatusOr<std::vector<Result>> RunTransportBench(const TransportBenchOption
   auto u = Options(o, tls);
   if (!u.ok()) return u.status();
   const uint64_t blocks = o.arena_bytes / o.block_bytes;
+  // KVTIER_TRANSPORT_TRACE=1: a line per 64 blocks posted, with the time since the round started.
+  const bool trace = std::getenv("KVTIER_TRANSPORT_TRACE") != nullptr;
   std::printf(
       "transport: UCX_TLS=%s protocol=%s; two processes, %s arenas, %s blocks pulled in ops of "
       "%u blocks, %d pulls in flight, verify %s; %d rounds interleaved with ucx_perftest\n",
@@ -250,7 +253,7 @@ absl::StatusOr<std::vector<Result>> RunTransportBench(const TransportBenchOption
         cv.wait(l, [&] { return inflight < o.inflight; });
         ++inflight;
       }
-      if (std::getenv("KVTIER_TRANSPORT_TRACE") != nullptr && pos % 64 == 0 && pos > 0) {
+      if (trace && pos % 64 == 0 && pos > 0) {
         std::printf("    %llu MiB at %.3f s\n",
                     static_cast<unsigned long long>(pos * o.block_bytes >> 20),
                     Seconds(Now() - t0));
