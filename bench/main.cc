@@ -212,6 +212,8 @@ int main(int argc, char** argv) {
   transport_cmd->add_option("--protocol", transport.protocol, "auto, am or get")
       ->capture_default_str();
   transport_cmd->add_option("--tls", transport.tls, "UCX_TLS (default: $UCX_TLS, else tcp)");
+  transport_cmd->add_option("--arena-pages", transport.arena_pages, "auto, 4k, thp or hugetlb")
+      ->capture_default_str();
 
   kvtier::bench::WeightsBenchOptions weights;
   std::string weights_size = "256MiB", weights_rate = "400Mbit", weights_chunk;

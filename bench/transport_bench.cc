@@ -19,6 +19,7 @@
 #include "bench/ucx_perftest.h"
 #include "common/checksum.h"
 #include "common/size.h"
+#include "server/dram/arena.h"
 #include "server/transport/ucx_transport.h"
 
 namespace kvtier::bench {
@@ -32,15 +33,16 @@ using transport::UcxTransport;
 // one of 251 known values: the verification is real, and filling 1 GiB stays cheap.
 uint8_t Fill(uint64_t block) { return static_cast<uint8_t>(block % 251); }
 
-// A memfd mapping, as the daemon's arena (shared memory the client maps too).
-std::byte* MapArena(uint64_t bytes) {
-  const int fd = memfd_create("kvtier-bench-transport", MFD_CLOEXEC);
-  if (fd < 0) return nullptr;
-  void* p = ftruncate(fd, static_cast<off_t>(bytes)) == 0
-                ? mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0)
-                : MAP_FAILED;
-  close(fd);
-  return p == MAP_FAILED ? nullptr : static_cast<std::byte*>(p);
+// An arena made as the daemon makes its own (a memfd, with the same choice of pages).
+absl::StatusOr<std::unique_ptr<Arena>> MapArena(const TransportBenchOptions& o) {
+  absl::StatusOr<ArenaPages> pages = ParseArenaPages(o.arena_pages);
+  if (!pages.ok()) return pages.status();
+  absl::StatusOr<std::unique_ptr<Arena>> arena =
+      Arena::Create(o.arena_bytes, "kvtier-bench-transport", *pages);
+  if (arena.ok() && (*arena)->size() < o.arena_bytes) {
+    return absl::InvalidArgumentError("--arena: not a whole number of pages");
+  }
+  return arena;
 }
 
 bool WriteAll(int fd, const void* data, size_t n) {
@@ -83,8 +85,9 @@ absl::StatusOr<UcxOptions> Options(const TransportBenchOptions& o, const std::st
 // `info_fd`, then serves until `stop_fd` closes.
 [[noreturn]] void Serve(const TransportBenchOptions& o, const UcxOptions& u, int info_fd,
                         int stop_fd) {
-  std::byte* arena = MapArena(o.arena_bytes);
-  if (arena == nullptr) _exit(3);
+  absl::StatusOr<std::unique_ptr<Arena>> mapped = MapArena(o);
+  if (!mapped.ok()) _exit(3);
+  std::byte* arena = (*mapped)->base();
   for (uint64_t b = 0; b < o.arena_bytes / o.block_bytes; ++b) {
     std::memset(arena + b * o.block_bytes, Fill(b), o.block_bytes);
   }
@@ -209,17 +212,19 @@ absl::StatusOr<std::vector<Result>> RunTransportBench(const TransportBenchOption
     return absl::UnavailableError("the serving process did not start its transport");
   }
   close(info_pipe[0]);
-  std::byte* arena = MapArena(o.arena_bytes);
-  if (arena == nullptr) {
+  absl::StatusOr<std::unique_ptr<Arena>> mapped = MapArena(o);
+  if (!mapped.ok()) {
     finish_child();
-    return absl::ResourceExhaustedError("cannot map the reader's arena");
+    return mapped.status();
   }
+  std::byte* arena = (*mapped)->base();
   auto t = UcxTransport::Create(arena, o.arena_bytes, *u);
   if (!t.ok()) {
     finish_child();
     return t.status();
   }
-  std::printf("transport: %s\n", (*t)->Mode().c_str());
+  std::printf("transport: %s; arena pages: %s\n", (*t)->Mode().c_str(),
+              (*mapped)->pages_detail().c_str());
   Verifier verifier(arena, o.block_bytes);
 
   std::vector<double> ours, base, ratios;
@@ -294,7 +299,7 @@ absl::StatusOr<std::vector<Result>> RunTransportBench(const TransportBenchOption
   }
   t->reset();
   finish_child();
-  munmap(arena, o.arena_bytes);
+  mapped->reset();
   if (!failure.ok()) return failure;
   if (verifier.bad() > 0) {
     return absl::DataLossError(absl::StrCat(verifier.bad(), " pulled blocks failed their XXH3"));

@@ -23,6 +23,7 @@ struct TransportBenchOptions {
   bool verify = false;            // XXH3 of every block on arrival, on a worker thread
   std::string protocol = "auto";  // auto, am, get
   std::string tls;                // "" = $UCX_TLS, else tcp
+  std::string arena_pages = "auto";  // as kvtierd's --arena-pages
 };
 
 absl::StatusOr<std::vector<Result>> RunTransportBench(const TransportBenchOptions& options);

@@ -100,6 +100,7 @@ Status RunStatus(Client& client, bool json, std::ostream& out) {
   about.AddRow({"version", stats.version});
   about.AddRow({"uptime", FormatDuration(stats.uptime_ms)});
   about.AddRow({"socket", client.socket_path()});
+  if (!stats.arena_pages.empty()) about.AddRow({"arena pages", stats.arena_pages});
   about.AddRow({"namespaces", std::to_string(stats.namespaces)});
   about.AddRow({"leases", std::to_string(stats.leases)});
   about.AddRow({"lookups", std::to_string(stats.lookups) + " (" +

@@ -29,6 +29,7 @@ nlohmann::json StatsToJson(const DaemonStats& stats, const std::string& socket_p
       {"version", stats.version},
       {"socket", socket_path},
       {"uptime_ms", stats.uptime_ms},
+      {"arena_pages", stats.arena_pages},
       {"tiers", std::move(tiers)},
       {"namespaces", stats.namespaces},
       {"leases", stats.leases},

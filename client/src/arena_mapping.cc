@@ -14,6 +14,8 @@
 #include <chrono>
 #include <cstring>
 
+#include "common/huge_map.h"
+
 namespace kvtier::client_internal {
 namespace {
 
@@ -191,9 +193,11 @@ Status ArenaMapping::Create(const std::string& fd_socket_path, uint64_t generati
                       std::to_string(arena_bytes));
   }
 
-  const int flags = MAP_SHARED | (prefault ? MAP_POPULATE : 0);
-  void* base = ::mmap(nullptr, arena_bytes, PROT_READ | PROT_WRITE, flags, arena_fd.get(), 0);
+  // Aligned and advised for huge pages, so an arena kvtierd made of 2 MiB pages (--arena-pages)
+  // is mapped with 2 MiB entries here too: fewer page walks in every copy in and out of it.
+  void* base = MapSharedHugeAligned(arena_fd.get(), arena_bytes, 0);
   if (base == MAP_FAILED) return Errno(Status::Code::kResourceExhausted, "mmap arena");
+  if (prefault) (void)PopulateWrite(base, arena_bytes);  // best effort, as MAP_POPULATE is
   // The mapping keeps the memory alive; the descriptor closes with arena_fd.
   out->reset(
       new ArenaMapping(static_cast<std::byte*>(base), arena_bytes, generation, owner.release()));

@@ -108,6 +108,7 @@ DaemonStats FromProtoStats(const v1::StatsResponse& in) {
   out.node_id = in.node_id();
   out.version = in.version();
   out.uptime_ms = in.uptime_ms();
+  out.arena_pages = in.arena_pages();
   out.tiers.reserve(in.tiers_size());
   for (const auto& tier : in.tiers()) out.tiers.push_back(FromProtoTierStats(tier));
   out.namespaces = in.namespaces();

@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "common/size.h"
+#include "server/dram/arena.h"
 
 namespace kvtier {
 
@@ -108,6 +109,11 @@ absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_
       ->take_all();
   app.add_option("--dram-capacity", dram,
                  "DRAM tier size, e.g. 512MiB, 4GiB (default: 1/4 of RAM, at most 4 GiB)");
+  app.add_option("--arena-pages", config.arena_pages,
+                 "Pages behind the DRAM arena: auto (reserved huge pages if there are enough, "
+                 "else transparent huge pages if the kernel allows them for shared memory, else "
+                 "4 KiB), 4k, thp or hugetlb")
+      ->capture_default_str();
   app.add_option("--log-level", config.log_level, "trace, debug, info, warn, error, off")
       ->capture_default_str();
   app.add_option("--log-format", config.log_format, "text or json (one object per line)")
@@ -221,6 +227,7 @@ absl::StatusOr<DaemonConfig> ParseDaemonFlags(int argc, char** argv, bool* exit_
     }
     config.dram_capacity = *size;
   }
+  if (auto pages = ParseArenaPages(config.arena_pages); !pages.ok()) return pages.status();
   if (config.node_id.empty()) {
     char host[256] = {};
     gethostname(host, sizeof(host) - 1);

@@ -17,6 +17,7 @@ struct DaemonConfig {
   std::string tls_server_name;            // name checked in peers' certificates ("" = host)
   std::vector<std::string> allow_models;  // PRINCIPAL=PATTERN,... (server/security/access_policy.h)
   uint64_t dram_capacity = 0;
+  std::string arena_pages = "auto";  // auto, 4k, thp, hugetlb (server/dram/arena.h)
   std::string log_level = "info";
   std::string log_format = "text";  // text or json
   int64_t slow_request_ms = 1000;   // log calls at least this long; -1: never

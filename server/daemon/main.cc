@@ -113,8 +113,11 @@ int Run(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  auto arena = Arena::Create(config.dram_capacity, "kvtier-dram-arena");
+  auto arena = Arena::Create(config.dram_capacity, "kvtier-dram-arena",
+                             *ParseArenaPages(config.arena_pages));  // checked with the flags
   if (!arena.ok()) return Fail(arena.status());
+  spdlog::info("dram arena: {}, pages: {}", FormatBytes((*arena)->size()),
+               (*arena)->pages_detail());
 
   StoreOptions store_options;
   store_options.default_lease_ms = config.lease_ms;
@@ -209,6 +212,7 @@ int Run(int argc, char** argv) {
   info.fd_socket_path = fd_socket;
   info.arena_bytes = (*arena)->size();
   info.arena_generation = (*arena)->generation();
+  info.arena_pages = (*arena)->pages_detail();
   info.started_ms = store.NowMs();
   // --- HBM tier (issue 5) ----------------------------------------------------------------------
   // A device pool above DRAM: the cuda backend on --gpu (absent, with the reason, without a

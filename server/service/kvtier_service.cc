@@ -284,6 +284,7 @@ grpc::ServerUnaryReactor* KvTierService::Stats(grpc::CallbackServerContext* ctx,
   resp->set_node_id(info_.node_id);
   resp->set_version(info_.version);
   resp->set_uptime_ms(static_cast<uint64_t>(store_->NowMs() - info_.started_ms));
+  resp->set_arena_pages(info_.arena_pages);
   for (const TierCounters& t : s.tiers) {
     v1::TierStats* tier = resp->add_tiers();
     ToProto(t, tier);

@@ -33,6 +33,7 @@ struct ServiceInfo {
     uint32_t segments = 0;
     uint64_t segment_bytes = 0;
   } hbm;
+  std::string arena_pages;  // Arena::pages_detail(), for Stats
 };
 
 // How membership is doing, for `kvtier cluster`.

@@ -32,7 +32,7 @@ class RequestFuzzTest : public ::testing::Test {
     options.max_batch_keys = 256;
     store_ = std::make_unique<BlockStore>(64ULL << 20, options);
     service_ = std::make_unique<KvTierService>(store_.get(),
-                                               ServiceInfo{"fuzz", "0", "", 0, 0, 0, {}, {}});
+                                               ServiceInfo{"fuzz", "0", "", 0, 0, 0, {}, {}, ""});
     dir_ = std::filesystem::temp_directory_path() / ("kvtier-fuzz-" + std::to_string(getpid()));
     std::filesystem::create_directories(dir_);
     const std::string socket = "unix:" + (dir_ / "s.sock").string();

@@ -89,6 +89,7 @@ TEST(DaemonFlagsTest, BadFlagsFailAtStartWithTheFlagNamed) {
       {{"--nvme-path", "/tmp/kvtier-flags-nvme.dat", "--nvme-capacity", "1MiB"}, "--nvme-capacity"},
       {{"--nvme-path", "/tmp/kvtier-flags-nvme.dat"}, "--nvme-capacity"},
       {{"--nvme-capacity", "1GiB"}, "--nvme-path"},
+      {{"--arena-pages", "2m"}, "--arena-pages"},
   };
   for (const Case& c : cases) {
     std::vector<std::string> argv = {BinPath("kvtierd")};

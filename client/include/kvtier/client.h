@@ -160,6 +160,7 @@ struct DaemonStats {
   std::string node_id;
   std::string version;
   uint64_t uptime_ms = 0;
+  std::string arena_pages;  // pages behind the DRAM arena: "2 MiB (thp)", "4 KiB", ...
   std::vector<TierStats> tiers;
   uint64_t namespaces = 0;
   uint64_t leases = 0;

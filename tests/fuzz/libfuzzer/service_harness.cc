@@ -96,8 +96,8 @@ Harness::Harness() : arena_(kArenaBytes) {
   roster.members.push_back(Member{"peer-b", "127.0.0.1:3", 2});
   if (absl::Status s = cluster_->SetRoster(roster); !s.ok()) Fail("setup", s.ToString());
 
-  kvtier_service_ =
-      std::make_unique<KvTierService>(store_.get(), ServiceInfo{"fuzz", "0", "", 0, 0, 0, {}, {}});
+  kvtier_service_ = std::make_unique<KvTierService>(
+      store_.get(), ServiceInfo{"fuzz", "0", "", 0, 0, 0, {}, {}, ""});
   kvtier_service_->AttachCluster(cluster_.get(), [] { return MembershipStatus{"static", "ok"}; });
   peer_service_ = std::make_unique<PeerService>(cluster_.get(), kMaxBatch);
   grpc::ServerBuilder builder;

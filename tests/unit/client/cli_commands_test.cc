@@ -50,6 +50,7 @@ class CannedClient final : public Client {
     s.node_id = "node-a";
     s.version = "0.1.0";
     s.uptime_ms = 65000;
+    s.arena_pages = "2 MiB (thp)";
     TierStats dram;
     dram.name = "dram";
     dram.capacity_bytes = 64ULL << 20;
@@ -149,6 +150,7 @@ TEST(CliCommandsTest, StatusJsonHasTheDocumentedFields) {
   EXPECT_EQ(j["node_id"], "node-a");
   EXPECT_EQ(j["version"], "0.1.0");
   EXPECT_EQ(j["uptime_ms"], 65000);
+  EXPECT_EQ(j["arena_pages"], "2 MiB (thp)");
   ASSERT_EQ(j["tiers"].size(), 1u);
   for (const char* field : {"name", "capacity_bytes", "used_bytes", "blocks", "hits", "misses",
                             "evictions", "bytes_in", "bytes_out"}) {
