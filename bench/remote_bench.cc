@@ -195,6 +195,9 @@ absl::StatusOr<std::vector<Result>> RunRemoteBench(const RemoteBenchOptions& o) 
   std::vector<Node>& nodes = *cluster;
   Client& a = *nodes[0].client;
   const Namespace ns = nodes[0].ns;
+  if (DaemonStats stats; nodes[1].client->Stats(&stats).ok()) {
+    std::printf("daemons' arena pages: %s\n", stats.arena_pages.c_str());
+  }
 
   std::mt19937_64 rng(std::random_device{}());
   const uint64_t total = blocks * o.block_bytes;
