@@ -6,11 +6,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "common/free_port.h"
 
 namespace kvtier::bench {
@@ -137,6 +141,45 @@ void FillRandom(std::byte* p, size_t n, uint64_t seed) {
     std::memcpy(p + i, &x, 8);
   }
   for (; i < n; ++i) p[i] = static_cast<std::byte>(rng());
+}
+
+// CPU seconds (user + system) of each thread of `pid`, keyed by "pid/thread name" and summed
+// over threads of one name. For KVTIER_BENCH_CPU=1: who used the cores during a round.
+std::map<std::string, double> ThreadCpu(pid_t pid, const std::string& label) {
+  std::map<std::string, double> out;
+  const long ticks = sysconf(_SC_CLK_TCK);
+  std::error_code ec;
+  for (const auto& e :
+       std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"), ec)) {
+    std::ifstream in(e.path() / "stat");
+    std::string line;
+    std::getline(in, line);
+    const size_t open = line.find('('), close = line.rfind(')');
+    if (open == std::string::npos || close == std::string::npos) continue;
+    const std::string name = line.substr(open + 1, close - open - 1);
+    std::vector<std::string> f = absl::StrSplit(line.substr(close + 2), ' ');
+    if (f.size() < 13) continue;
+    double utime = 0, stime = 0;
+    if (!absl::SimpleAtod(f[11], &utime) || !absl::SimpleAtod(f[12], &stime)) continue;
+    out[absl::StrCat(label, "/", name)] += (utime + stime) / static_cast<double>(ticks);
+  }
+  return out;
+}
+
+void PrintCpu(const std::map<std::string, double>& before,
+              const std::map<std::string, double>& after, double secs) {
+  std::vector<std::pair<double, std::string>> used;
+  double total = 0;
+  for (const auto& [k, v] : after) {
+    auto it = before.find(k);
+    const double d = v - (it == before.end() ? 0 : it->second);
+    total += d;
+    if (d >= 0.01) used.emplace_back(d, k);
+  }
+  std::sort(used.rbegin(), used.rend());
+  std::printf("    cpu in %.2f s of wall: %.2f cpu-s;", secs, total);
+  for (const auto& [d, k] : used) std::printf(" %s %.2f", k.c_str(), d);
+  std::printf("\n");
 }
 
 }  // namespace kvtier::bench

@@ -2,8 +2,11 @@
 // RESULT line format ("RESULT <name> <key=value>... ours=<v> baseline_<what>=<v> ratio=<r>").
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -76,5 +79,12 @@ std::string ResultsJson(const std::vector<Result>& results);
 void Touch(std::vector<std::byte>& buf);
 // Fills with pseudo-random bytes (cheap, not cryptographic).
 void FillRandom(std::byte* p, size_t n, uint64_t seed);
+
+// CPU seconds (user + system) of each thread of `pid`, keyed by "label/thread name" and summed
+// over threads of one name (KVTIER_BENCH_CPU=1 in the remote and transport benches).
+std::map<std::string, double> ThreadCpu(pid_t pid, const std::string& label);
+// One line: the CPU each thread used between two ThreadCpu readings, over `secs` of wall time.
+void PrintCpu(const std::map<std::string, double>& before,
+              const std::map<std::string, double>& after, double secs);
 
 }  // namespace kvtier::bench

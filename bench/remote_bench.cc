@@ -126,29 +126,6 @@ absl::StatusOr<std::array<double, 3>> MeasureLookup(std::vector<Node>& nodes,
                                Percentile(echo_us, 50)};
 }
 
-// CPU seconds (user + system) of each thread of `pid`, keyed by "pid/thread name" and summed
-// over threads of one name. For KVTIER_BENCH_CPU=1: who used the cores during a round.
-std::map<std::string, double> ThreadCpu(pid_t pid, const std::string& label) {
-  std::map<std::string, double> out;
-  const long ticks = sysconf(_SC_CLK_TCK);
-  std::error_code ec;
-  for (const auto& e :
-       std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"), ec)) {
-    std::ifstream in(e.path() / "stat");
-    std::string line;
-    std::getline(in, line);
-    const size_t open = line.find('('), close = line.rfind(')');
-    if (open == std::string::npos || close == std::string::npos) continue;
-    const std::string name = line.substr(open + 1, close - open - 1);
-    std::vector<std::string> f = absl::StrSplit(line.substr(close + 2), ' ');
-    if (f.size() < 13) continue;
-    double utime = 0, stime = 0;
-    if (!absl::SimpleAtod(f[11], &utime) || !absl::SimpleAtod(f[12], &stime)) continue;
-    out[absl::StrCat(label, "/", name)] += (utime + stime) / static_cast<double>(ticks);
-  }
-  return out;
-}
-
 std::map<std::string, double> ClusterCpu(const std::vector<Node>& nodes) {
   std::map<std::string, double> all = ThreadCpu(getpid(), "bench");
   const char* names[] = {"a", "b", "c"};
@@ -156,22 +133,6 @@ std::map<std::string, double> ClusterCpu(const std::vector<Node>& nodes) {
     for (const auto& [k, v] : ThreadCpu(nodes[i].daemon->pid(), names[i])) all[k] += v;
   }
   return all;
-}
-
-void PrintCpu(const std::map<std::string, double>& before,
-              const std::map<std::string, double>& after, double secs) {
-  std::vector<std::pair<double, std::string>> used;
-  double total = 0;
-  for (const auto& [k, v] : after) {
-    auto it = before.find(k);
-    const double d = v - (it == before.end() ? 0 : it->second);
-    total += d;
-    if (d >= 0.01) used.emplace_back(d, k);
-  }
-  std::sort(used.rbegin(), used.rend());
-  std::printf("    cpu in %.2f s of wall: %.2f cpu-s;", secs, total);
-  for (const auto& [d, k] : used) std::printf(" %s %.2f", k.c_str(), d);
-  std::printf("\n");
 }
 
 }  // namespace

@@ -11,11 +11,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "bench/bench_util.h"
 #include "bench/ucx_perftest.h"
 #include "common/checksum.h"
 #include "common/size.h"
@@ -241,6 +243,14 @@ absl::StatusOr<std::vector<Result>> RunTransportBench(const TransportBenchOption
     std::condition_variable cv;
     int inflight = 0;
     absl::Status error;
+    const bool cpu = std::getenv("KVTIER_BENCH_CPU") != nullptr;
+    auto both_cpu = [&] {
+      std::map<std::string, double> all = ThreadCpu(getpid(), "reader");
+      for (const auto& [k, v] : ThreadCpu(child, "server")) all[k] += v;
+      return all;
+    };
+    const std::map<std::string, double> cpu_before =
+        cpu ? both_cpu() : std::map<std::string, double>{};
     const auto t0 = Now();
     for (uint64_t pos = 0; pos < blocks * o.passes; pos += o.batch) {
       const uint64_t b = pos % blocks;
@@ -289,6 +299,7 @@ absl::StatusOr<std::vector<Result>> RunTransportBench(const TransportBenchOption
       if (!error.ok()) failure = error;
     }
     const double secs = Seconds(Now() - t0);
+    if (cpu) PrintCpu(cpu_before, both_cpu(), secs);
     const double gbps = static_cast<double>(blocks * o.passes * o.block_bytes) / secs / 1e9;
     std::printf("  round %d: ucx_perftest best %.2f GB/s (%s) | transport pull %.2f GB/s = %.2fx\n",
                 round + 1, perf->best_gbps, perf->best_test.c_str(), gbps, gbps / perf->best_gbps);
