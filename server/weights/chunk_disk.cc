@@ -4,6 +4,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -84,6 +85,7 @@ std::string ChunkDisk::ChunkPath(uint64_t file_id, uint64_t index) const {
 void ChunkDisk::Scan() {
   absl::MutexLock lock(&mu_);
   std::error_code ec;
+  std::vector<std::pair<std::filesystem::file_time_type, uint64_t>> by_age;
   for (const auto& d : std::filesystem::directory_iterator(dir_, ec)) {
     if (!d.is_directory()) continue;
     std::ifstream in(d.path() / "identity");
@@ -99,6 +101,7 @@ void ChunkDisk::Scan() {
     }
     Entry& e = files_[f.FileId()];
     e.identity = f;
+    by_age.emplace_back(std::filesystem::last_write_time(d.path() / "identity", ec), f.FileId());
     for (const auto& c : std::filesystem::directory_iterator(d.path(), ec)) {
       const std::string name = c.path().filename().string();
       uint64_t index = 0;
@@ -111,7 +114,44 @@ void ChunkDisk::Scan() {
       }
     }
   }
+  // Until they are used again, the files first written longest ago go first.
+  std::sort(by_age.begin(), by_age.end());
+  for (const auto& [when, id] : by_age) files_[id].last_used = ++clock_;
   spdlog::info("weights disk: {} file(s), {} bytes in {}", files_.size(), used_, dir_);
+}
+
+void ChunkDisk::SetKeep(std::function<bool(uint64_t)> keep) {
+  absl::MutexLock lock(&mu_);
+  keep_ = std::move(keep);
+}
+
+uint64_t ChunkDisk::evicted_files() {
+  absl::MutexLock lock(&mu_);
+  return evicted_files_;
+}
+
+void ChunkDisk::TouchLocked(uint64_t file_id) {
+  if (auto it = files_.find(file_id); it != files_.end()) it->second.last_used = ++clock_;
+}
+
+bool ChunkDisk::MakeRoomLocked(uint64_t bytes, uint64_t writing) {
+  if (used_ + bytes <= capacity_) return true;
+  std::vector<std::pair<uint64_t, uint64_t>> candidates;  // last used, file id
+  for (const auto& [id, e] : files_) {
+    if (id != writing && !e.chunks.empty() && !(keep_ && keep_(id))) {
+      candidates.emplace_back(e.last_used, id);
+    }
+  }
+  std::sort(candidates.begin(), candidates.end());
+  for (const auto& [last_used, id] : candidates) {
+    if (used_ + bytes <= capacity_) break;
+    const Entry& e = files_[id];
+    spdlog::info("weights disk: evicting {} ({} chunks) to make room", e.identity.uri,
+                 e.chunks.size());
+    RemoveFileLocked(id);
+    ++evicted_files_;
+  }
+  return used_ + bytes <= capacity_;
 }
 
 std::vector<FileIdentity> ChunkDisk::Files() {
@@ -183,14 +223,17 @@ absl::Status ChunkDisk::Write(const FileIdentity& file, uint64_t index, const st
   const uint64_t id = file.FileId();
   {
     absl::MutexLock lock(&mu_);
-    if (used_ + length + kHeaderBytes > capacity_) {
-      return absl::ResourceExhaustedError(
-          absl::StrFormat("weights disk: full (%d of %d bytes used)", used_, capacity_));
-    }
     if (auto it = files_.find(id); it != files_.end() && it->second.chunks.contains(index)) {
+      TouchLocked(id);
       return absl::OkStatus();
     }
+    if (!MakeRoomLocked(length + kHeaderBytes, id)) {
+      return absl::ResourceExhaustedError(
+          absl::StrFormat("weights disk: full (%d of %d bytes used by this file and pinned ones)",
+                          used_, capacity_));
+    }
     if (absl::Status s = AddFileLocked(file); !s.ok()) return s;
+    TouchLocked(id);
   }
   const std::string path = ChunkPath(id, index);
   const std::string tmp = absl::StrFormat("%s.tmp.%d", path, gettid());
@@ -257,7 +300,10 @@ absl::Status ChunkDisk::Read(const FileIdentity& file, uint64_t index, std::byte
       used_ -= length + kHeaderBytes;
     }
     unlink(path.c_str());
+    return s;
   }
+  absl::MutexLock lock(&mu_);
+  TouchLocked(id);
   return s;
 }
 

@@ -81,6 +81,8 @@ absl::StatusOr<std::unique_ptr<WeightCache>> WeightCache::Create(WeightOptions o
   cache->layout_ = *normalized;
   cache->disk_ = std::move(disk);
   if (cache->disk_) {
+    // Files pinned with `kvtier weights pin` keep their chunks on disk too.
+    cache->disk_->SetKeep([pins = &cache->pins_](uint64_t id) { return pins->IsPinned(id); });
     for (const FileIdentity& f : cache->disk_->Files()) {
       if (f.chunk_size == cache->options_.chunk_size) cache->Register(f);
     }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "common/local_daemon.h"
@@ -49,11 +50,13 @@ class WeightsNodeTest : public ::testing::Test {
     daemon_.reset();
     std::filesystem::remove_all(dir_);
   }
-  void StartDaemon() {
+  void StartDaemon(const std::vector<std::string>& extra = {}) {
     daemon_.reset();
-    auto d = LocalDaemon::Start(BinPath("kvtierd"),
-                                {"--dram-capacity", "64MiB", "--weight-chunk-size", "1MiB",
-                                 "--weight-capacity", "16MiB", "--weight-dir", dir_ + "/weights"});
+    std::vector<std::string> args = {
+        "--dram-capacity",   "64MiB", "--weight-chunk-size", "1MiB",
+        "--weight-capacity", "16MiB", "--weight-dir",        dir_ + "/weights"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto d = LocalDaemon::Start(BinPath("kvtierd"), args);
     ASSERT_TRUE(d.ok()) << d.status();
     daemon_ = std::move(*d);
   }
@@ -319,6 +322,35 @@ TEST_F(WeightsNodeTest, PinAndPrefetch) {
   auto l = nlohmann::json::parse(ls.output);
   ASSERT_EQ(l["files"].size(), 1u);
   EXPECT_TRUE(l["files"][0]["pinned"].get<bool>());
+}
+
+// The weights disk holds 4 chunks (5 MiB: four 1 MiB chunks and their headers, not five). With
+// a.bin pinned and pulled first, then b.bin, pulling c.bin must evict b.bin, the least recently
+// used file that is not pinned: unpinned, a.bin would have gone first.
+TEST_F(WeightsNodeTest, FullWeightsDiskEvictsUnpinnedFilesFirst) {
+  StartDaemon({"--weight-disk-capacity", "5MiB"});
+  std::map<std::string, std::vector<std::byte>> bytes;
+  for (const char* name : {"a", "b", "c"}) {
+    bytes[name] = RandomBytes(2 * kChunk, 40 + name[0]);
+    WriteFile(dir_ + "/origin/" + name + ".bin", bytes[name]);
+  }
+  auto uri = [&](const std::string& name) { return "file://" + dir_ + "/origin/" + name + ".bin"; };
+  ProcessResult r = Cli({"weights", "pin", uri("a")});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* name : {"a", "b", "c"}) {
+    ASSERT_FALSE(Pull(uri(name), dir_ + "/out").is_null()) << name;
+    EXPECT_EQ(Slurp(dir_ + "/out/" + name + ".bin"), AsString(bytes[name])) << name;
+  }
+  ProcessResult ls = Cli({"weights", "ls", "--json"});
+  ASSERT_EQ(ls.exit_code, 0) << ls.output;
+  std::map<std::string, uint64_t> on_disk;
+  const nlohmann::json listed = nlohmann::json::parse(ls.output);
+  for (const auto& f : listed["files"]) {
+    on_disk[f["uri"].get<std::string>()] = f["cached_chunks"]["nvme"].get<uint64_t>();
+  }
+  EXPECT_EQ(on_disk[uri("a")], 2u) << ls.output;
+  EXPECT_EQ(on_disk[uri("b")], 0u) << ls.output;
+  EXPECT_EQ(on_disk[uri("c")], 2u) << ls.output;
 }
 
 }  // namespace
