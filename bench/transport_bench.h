@@ -20,9 +20,9 @@ struct TransportBenchOptions {
   uint32_t batch = 8;  // ops per Pull (the daemon posts 8 MiB per Pull)
   int inflight = 8;    // Pulls in flight
   int rounds = 3;
-  bool verify = false;            // XXH3 of every block on arrival, on a worker thread
-  std::string protocol = "auto";  // auto, am, get
-  std::string tls;                // "" = $UCX_TLS, else tcp
+  bool verify = false;               // XXH3 of every block on arrival, on a worker thread
+  std::string protocol = "auto";     // auto, am, get
+  std::string tls;                   // "" = $UCX_TLS, else tcp
   std::string arena_pages = "auto";  // as kvtierd's --arena-pages
 };
 
